@@ -1,0 +1,184 @@
+//! The driver: runs a [`Handshake`] over any tower `Service` that sends HTTP
+//! requests (the *transport*), with a timeout per request, a deadline for the
+//! whole handshake and a cap on response size.
+//!
+//! The default transport is a pooled hyper-util client (feature `client`):
+//! connections are reused across handshakes, which halves handshake latency
+//! against a fresh TCP connection per request.
+
+use std::future::{Future, poll_fn};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, Uri};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::error::PrebindError;
+use crate::handshake::{Handshake, HandshakeConfig, PrebindSession, Step};
+
+/// Boxed error type of transports.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Any tower `Service` that can POST a `<body/>` to the connection manager.
+///
+/// Implemented for every `Service<Request<Full<Bytes>>, Response =
+/// Response<B>>` that is `Clone + Send + 'static` with a `Send` future; you
+/// never implement it yourself. Plug in your own client (TLS, proxies,
+/// metrics) with [`PrebindLayer::transport`](crate::PrebindLayer::transport).
+pub trait BoshTransport: Clone + Send + 'static {
+    /// The response body.
+    type ResponseBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+    /// The transport's error.
+    type Error: Into<BoxError>;
+    /// The response future.
+    type Future: Future<Output = Result<Response<Self::ResponseBody>, Self::Error>> + Send + 'static;
+
+    /// `Service::poll_ready`.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>>;
+    /// `Service::call`.
+    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future;
+}
+
+impl<S, B> BoshTransport for S
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
+{
+    type ResponseBody = B;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::poll_ready(self, cx)
+    }
+
+    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
+        Service::call(self, request)
+    }
+}
+
+/// The default transport: hyper-util's pooled HTTP/1.1 client over plain TCP.
+#[cfg(feature = "client")]
+pub type HttpTransport = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+/// Builds the default transport: keep-alive pool, `TCP_NODELAY` (every
+/// handshake step is a small request waiting for a small answer), 5 s
+/// connect timeout.
+#[cfg(feature = "client")]
+pub fn http_transport() -> HttpTransport {
+    use hyper_util::client::legacy::{Client, connect::HttpConnector};
+    use hyper_util::rt::TokioExecutor;
+
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector)
+}
+
+/// Where and how the driver talks to the connection manager.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientSettings {
+    pub(crate) bosh_url: Uri,
+    pub(crate) request_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) max_response_body: usize,
+}
+
+/// Runs a whole handshake.
+pub(crate) async fn run<T: BoshTransport>(
+    mut transport: T,
+    settings: &ClientSettings,
+    config: HandshakeConfig,
+) -> Result<PrebindSession, PrebindError> {
+    let started = Instant::now();
+    let deadline = started + settings.handshake_timeout;
+    let (mut handshake, mut body) = Handshake::start(config);
+    loop {
+        let request_deadline = deadline.min(Instant::now() + settings.request_timeout);
+        let response =
+            tokio::time::timeout_at(request_deadline, post(&mut transport, settings, body))
+                .await
+                .map_err(|_| {
+                    if request_deadline == deadline {
+                        PrebindError::Timeout("handshake deadline exceeded")
+                    } else {
+                        PrebindError::Timeout("request timed out")
+                    }
+                })??;
+        match handshake.receive(&response)? {
+            Step::Send(next) => body = next,
+            Step::Done(session) => {
+                tracing::debug!(
+                    jid = %session.jid,
+                    mechanism = session.mechanism,
+                    round_trips = session.round_trips,
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "prebind handshake done"
+                );
+                return Ok(session);
+            }
+        }
+    }
+}
+
+/// One POST to the CM, returning its (capped) body.
+async fn post<T: BoshTransport>(
+    transport: &mut T,
+    settings: &ClientSettings,
+    body: String,
+) -> Result<Bytes, PrebindError> {
+    let mut request = Request::new(Full::new(Bytes::from(body)));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = settings.bosh_url.clone();
+    request.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/xml; charset=utf-8"),
+    );
+    poll_fn(|cx| transport.poll_ready(cx))
+        .await
+        .map_err(unreachable)?;
+    let response = transport.call(request).await.map_err(unreachable)?;
+    // XEP-0124 §17.1: HTTP errors end the session; a CM's own errors come
+    // as terminate bodies on 200.
+    if !response.status().is_success() {
+        return Err(PrebindError::HttpStatus(response.status()));
+    }
+    let limit = settings.max_response_body;
+    let declared = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(PrebindError::ResponseTooLarge(limit));
+    }
+    match Limited::new(response.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(PrebindError::ResponseTooLarge(limit)),
+        Err(error) => Err(PrebindError::Unreachable(format!(
+            "reading the response failed: {error}"
+        ))),
+    }
+}
+
+fn unreachable<E: Into<BoxError>>(error: E) -> PrebindError {
+    let error = error.into();
+    // hyper-util's error Display is terse; its source says what happened.
+    let detail = match error.source() {
+        Some(source) => format!("{error}: {source}"),
+        None => error.to_string(),
+    };
+    PrebindError::Unreachable(detail)
+}

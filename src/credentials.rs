@@ -1,0 +1,276 @@
+//! Who a pre-bound session logs in as, chosen per request.
+//!
+//! The layer asks a [`CredentialsSource`] for every prebind (and, with HTML
+//! injection, every matching page request). Built-in sources cover the common
+//! cases: [`Credentials`] itself (a fixed anonymous domain or a fixed account),
+//! [`FromExtensions`] (the idiomatic path: the application's own auth middleware
+//! inserts a [`Credentials`] value into the request extensions), and
+//! [`CredentialsFn`] for anything else (an async lookup given the request head).
+//!
+//! A source answering `None` means "nobody to log in for this request": the
+//! prebind path answers `401`.
+
+use std::fmt;
+use std::future::{Future, ready};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http::request::Parts;
+
+/// The future a [`CredentialsSource`] returns.
+pub type CredentialsFuture = Pin<Box<dyn Future<Output = Option<Credentials>> + Send + 'static>>;
+
+/// What to log in with: an anonymous session on a domain (SASL ANONYMOUS), or
+/// an account (SCRAM-SHA-256, SCRAM-SHA-1 or PLAIN, strongest offered first).
+///
+/// `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    kind: Kind,
+    resource: Option<Arc<str>>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Kind {
+    Anonymous {
+        domain: Arc<str>,
+    },
+    Account {
+        localpart: Arc<str>,
+        domain: Arc<str>,
+        password: Arc<str>,
+    },
+}
+
+/// A JID that cannot name an account.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid account JID {jid:?}: {reason}")]
+pub struct InvalidJid {
+    jid: String,
+    reason: &'static str,
+}
+
+impl Credentials {
+    /// An anonymous session (SASL ANONYMOUS, RFC 4505) on `domain`.
+    pub fn anonymous(domain: impl AsRef<str>) -> Self {
+        Self {
+            kind: Kind::Anonymous {
+                domain: normalize_domain(domain.as_ref()).into(),
+            },
+            resource: None,
+        }
+    }
+
+    /// An account, given its bare JID (`user@example.org`) and password.
+    pub fn account(jid: impl AsRef<str>, password: impl AsRef<str>) -> Result<Self, InvalidJid> {
+        let jid = jid.as_ref();
+        let invalid = |reason| InvalidJid {
+            jid: jid.to_owned(),
+            reason,
+        };
+        let (localpart, domain) = jid.split_once('@').ok_or_else(|| invalid("no '@'"))?;
+        if localpart.is_empty() {
+            return Err(invalid("empty localpart"));
+        }
+        if domain.contains('/') {
+            return Err(invalid(
+                "give a bare JID; set a resource with with_resource",
+            ));
+        }
+        let domain = normalize_domain(domain);
+        if domain.is_empty() || domain.contains('@') {
+            return Err(invalid("bad domain"));
+        }
+        Ok(Self {
+            kind: Kind::Account {
+                localpart: localpart.into(),
+                domain: domain.into(),
+                password: password.as_ref().into(),
+            },
+            resource: None,
+        })
+    }
+
+    /// Asks the server for this resource instead of letting it pick one.
+    ///
+    /// Careful: binding a resource that is already bound ends the earlier
+    /// session on Prosody and ejabberd (RFC 6120 §7.7.2.2), so two tabs of one
+    /// user must not share a fixed resource. Leave it unset unless each
+    /// request gets a unique one.
+    pub fn with_resource(mut self, resource: impl AsRef<str>) -> Self {
+        self.resource = Some(resource.as_ref().into());
+        self
+    }
+
+    /// The XMPP domain the session is opened on (lower-cased, no trailing dot).
+    pub fn domain(&self) -> &str {
+        match &self.kind {
+            Kind::Anonymous { domain } | Kind::Account { domain, .. } => domain,
+        }
+    }
+
+    /// True for an anonymous session.
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self.kind, Kind::Anonymous { .. })
+    }
+
+    /// The requested resource, if any.
+    pub fn resource(&self) -> Option<&str> {
+        self.resource.as_deref()
+    }
+
+    /// The SASL authentication identity and password (RFC 6120 §6.3.8: the
+    /// simple user name is the localpart), `None` for anonymous sessions.
+    pub(crate) fn secret(&self) -> Option<(&str, &str)> {
+        match &self.kind {
+            Kind::Anonymous { .. } => None,
+            Kind::Account {
+                localpart,
+                password,
+                ..
+            } => Some((localpart, password)),
+        }
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Anonymous { domain } => f
+                .debug_struct("Credentials::Anonymous")
+                .field("domain", domain)
+                .field("resource", &self.resource)
+                .finish(),
+            Kind::Account {
+                localpart, domain, ..
+            } => f
+                .debug_struct("Credentials::Account")
+                .field("jid", &format_args!("{localpart}@{domain}"))
+                .field("password", &"<redacted>")
+                .field("resource", &self.resource)
+                .finish(),
+        }
+    }
+}
+
+/// Lower-cases an ASCII domain and drops one trailing dot (a fully qualified
+/// `example.org.` names the same host, RFC 7622 §3.2).
+pub(crate) fn normalize_domain(domain: &str) -> String {
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    domain.to_ascii_lowercase()
+}
+
+/// Decides, per request, who the pre-bound session logs in as.
+pub trait CredentialsSource: Send + Sync + 'static {
+    /// The credentials for this request, or `None` when there is nobody to log
+    /// in (the prebind path then answers `401`). Takes the request head only;
+    /// the returned future must own what it needs.
+    fn credentials(&self, request: &Parts) -> CredentialsFuture;
+
+    /// The domains this source can produce without looking at a request, added
+    /// to the allow-list automatically.
+    fn static_domains(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// A fixed identity: every request logs in with the same credentials.
+impl CredentialsSource for Credentials {
+    fn credentials(&self, _request: &Parts) -> CredentialsFuture {
+        Box::pin(ready(Some(self.clone())))
+    }
+
+    fn static_domains(&self) -> Vec<String> {
+        vec![self.domain().to_owned()]
+    }
+}
+
+/// Reads a [`Credentials`] value that earlier middleware put into the request
+/// extensions; `None` when there is none.
+///
+/// The domains such credentials may use must be allowed explicitly with
+/// [`PrebindLayer::allow_domain`](crate::PrebindLayer::allow_domain).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FromExtensions;
+
+impl CredentialsSource for FromExtensions {
+    fn credentials(&self, request: &Parts) -> CredentialsFuture {
+        Box::pin(ready(request.extensions.get::<Credentials>().cloned()))
+    }
+}
+
+/// A closure given the request head, returning a future of the credentials:
+/// see [`PrebindLayer::credentials_fn`](crate::PrebindLayer::credentials_fn).
+#[derive(Clone)]
+pub struct CredentialsFn<F>(pub(crate) F);
+
+impl<F> fmt::Debug for CredentialsFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CredentialsFn")
+    }
+}
+
+impl<F, Fut> CredentialsSource for CredentialsFn<F>
+where
+    F: Fn(&Parts) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Option<Credentials>> + Send + 'static,
+{
+    fn credentials(&self, request: &Parts) -> CredentialsFuture {
+        Box::pin((self.0)(request))
+    }
+}
+
+/// No source configured: nobody is logged in, every prebind answers `401`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct NoCredentials;
+
+impl CredentialsSource for NoCredentials {
+    fn credentials(&self, _request: &Parts) -> CredentialsFuture {
+        Box::pin(ready(None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let credentials = Credentials::account("alice@Example.org.", "hunter2").unwrap();
+        let shown = format!("{credentials:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("alice@example.org"), "{shown}");
+    }
+
+    #[test]
+    fn account_jids_are_checked_and_domains_normalized() {
+        assert_eq!(
+            Credentials::account("bob@LOCALHOST.", "x")
+                .unwrap()
+                .domain(),
+            "localhost"
+        );
+        assert!(Credentials::account("localhost", "x").is_err());
+        assert!(Credentials::account("@localhost", "x").is_err());
+        assert!(Credentials::account("bob@localhost/res", "x").is_err());
+        assert!(Credentials::account("bob@", "x").is_err());
+        assert!(Credentials::account("a@b@c", "x").is_err());
+        assert_eq!(
+            Credentials::anonymous("Anon.Localhost").domain(),
+            "anon.localhost"
+        );
+    }
+
+    #[tokio::test]
+    async fn from_extensions_reads_what_middleware_inserted() {
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        assert_eq!(FromExtensions.credentials(&parts).await, None);
+        parts
+            .extensions
+            .insert(Credentials::anonymous("anon.localhost"));
+        assert_eq!(
+            FromExtensions.credentials(&parts).await,
+            Some(Credentials::anonymous("anon.localhost"))
+        );
+    }
+}

@@ -1,0 +1,481 @@
+//! The prebind path (DESIGN §3.1-3.3): reads the request, checks it, runs the
+//! handshake, and answers in the client's format.
+//!
+//! - `POST` with `<body to rid wait hold/>` (the classic Strophe.js flow)
+//!   gets a BOSH-shaped XML `<body/>` whose `rid` is the **last used** RID.
+//! - `GET` (Converse.js `prebind_url`, `fetch`) gets JSON whose `rid` is the
+//!   **next** RID.
+//!
+//! Everything that can be refused is refused before anything is sent to the
+//! connection manager.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
+use quick_xml::escape::escape;
+
+use crate::bosh::{NS_BIND, NS_CLIENT, NS_HTTPBIND};
+use crate::client::{self, BoshTransport, BoxError};
+use crate::credentials::normalize_domain;
+use crate::error::PrebindError;
+use crate::handshake::{HandshakeConfig, PrebindSession};
+use crate::json::JsonObject;
+use crate::layer::Config;
+use crate::xml;
+
+/// The answer format follows the request: XML for POST, JSON otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Xml,
+    Json,
+}
+
+/// What a POST body asked for; every field is optional (DESIGN §3.1).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct PrebindRequest {
+    pub(crate) to: Option<String>,
+    pub(crate) rid: Option<u64>,
+    pub(crate) wait: Option<u64>,
+    pub(crate) hold: Option<u64>,
+}
+
+/// Answers one request on the prebind path.
+pub(crate) async fn answer<B, T>(
+    config: Arc<Config>,
+    transport: T,
+    request: Request<B>,
+) -> Response<Full<Bytes>>
+where
+    B: Body<Error: Into<BoxError>>,
+    T: BoshTransport,
+{
+    let format = if request.method() == Method::POST {
+        Format::Xml
+    } else {
+        Format::Json
+    };
+    match prebind(&config, transport, request).await {
+        Ok(session) => success(&config, format, &session),
+        Err(error) => {
+            if error.is_client_error() {
+                tracing::debug!(%error, "prebind refused");
+            } else {
+                tracing::warn!(%error, "prebind failed");
+            }
+            failure(format, error)
+        }
+    }
+}
+
+async fn prebind<B, T>(
+    config: &Config,
+    transport: T,
+    request: Request<B>,
+) -> Result<PrebindSession, PrebindError>
+where
+    B: Body<Error: Into<BoxError>>,
+    T: BoshTransport,
+{
+    let (parts, body) = request.into_parts();
+    if parts.method != Method::GET && parts.method != Method::POST {
+        return Err(PrebindError::MethodNotAllowed);
+    }
+    check_same_site(&parts.headers, &config.allowed_origins)?;
+    let asked = if parts.method == Method::POST {
+        let typed = check_content_type(&parts.headers)?;
+        let bytes = read_body(&parts.headers, body, config.max_request_body).await?;
+        if !typed && !bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(PrebindError::UnsupportedMediaType);
+        }
+        parse_request(&bytes)?
+    } else {
+        PrebindRequest::default()
+    };
+    let to = asked.to.as_deref().map(check_to).transpose()?;
+    if let Some(to) = &to {
+        if !config.is_allowed(to) {
+            return Err(PrebindError::DomainNotAllowed(to.clone()));
+        }
+    }
+    let credentials = config
+        .credentials
+        .credentials(&parts)
+        .await
+        .ok_or(PrebindError::NoCredentials)?;
+    let domain = credentials.domain();
+    if !config.is_allowed(domain) || to.as_deref().is_some_and(|to| to != domain) {
+        return Err(PrebindError::DomainNotAllowed(
+            to.unwrap_or_else(|| domain.to_owned()),
+        ));
+    }
+    let mut handshake = HandshakeConfig::new(credentials);
+    handshake.first_rid = asked.rid;
+    handshake.wait = clamp(asked.wait, config.default_wait, config.max_wait);
+    handshake.hold = clamp(asked.hold, 1, config.max_hold);
+    handshake.lang.clone_from(&config.lang);
+    handshake.route.clone_from(&config.route);
+    client::run(transport, &config.client, handshake).await
+}
+
+/// A client's value clamped to `1..=max`, or the default.
+fn clamp(value: Option<u64>, default: u32, max: u32) -> u32 {
+    value
+        .map_or(default, |v| v.clamp(1, u64::from(max)) as u32)
+        .min(max)
+}
+
+/// Refuses prebinds started by another site (DESIGN §6): a page elsewhere
+/// must not be able to spend our handshakes or learn a session made with the
+/// visitor's cookies. `Sec-Fetch-Site` is trusted when present (browsers set
+/// it and pages cannot); otherwise `Origin` must match `Host`.
+fn check_same_site(headers: &HeaderMap, allowed: &[String]) -> Result<(), PrebindError> {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let origin_allowed =
+        || origin.is_some_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o)));
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return match site.as_bytes() {
+            b"same-origin" | b"none" => Ok(()),
+            _ if origin_allowed() => Ok(()),
+            _ => Err(PrebindError::CrossSite),
+        };
+    }
+    let Some(origin) = origin else {
+        // Not a browser-initiated cross-origin request (curl, server-side).
+        return Ok(());
+    };
+    if origin_allowed() {
+        return Ok(());
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    match (origin_host, host) {
+        (Some(o), Some(h)) if o.eq_ignore_ascii_case(h) => Ok(()),
+        _ => Err(PrebindError::CrossSite),
+    }
+}
+
+/// Ok(true) for an XML type, Ok(false) for none (allowed for an empty body,
+/// which asks for all defaults).
+fn check_content_type(headers: &HeaderMap) -> Result<bool, PrebindError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(false);
+    };
+    let essence = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or_default();
+    if essence.eq_ignore_ascii_case("text/xml") || essence.eq_ignore_ascii_case("application/xml") {
+        Ok(true)
+    } else {
+        Err(PrebindError::UnsupportedMediaType)
+    }
+}
+
+async fn read_body<B: Body<Error: Into<BoxError>>>(
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+) -> Result<Bytes, PrebindError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(PrebindError::PayloadTooLarge(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(PrebindError::PayloadTooLarge(limit))
+        }
+        Err(_) => Err(PrebindError::BadRequest(
+            "the request body could not be read".into(),
+        )),
+    }
+}
+
+/// Parses `<body xmlns='http://jabber.org/protocol/httpbind' to rid wait hold/>`.
+/// An empty body means "all defaults". Children are ignored: nothing from the
+/// browser is forwarded to the server.
+pub(crate) fn parse_request(bytes: &[u8]) -> Result<PrebindRequest, PrebindError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(PrebindRequest::default());
+    }
+    let root = xml::parse(bytes).map_err(|e| PrebindError::BadRequest(e.to_string()))?;
+    let in_bosh_namespace = root.ns.as_deref().is_none_or(|ns| ns == NS_HTTPBIND);
+    if &*root.name != "body" || !in_bosh_namespace {
+        return Err(PrebindError::BadRequest(
+            "expected <body xmlns='http://jabber.org/protocol/httpbind'/>".into(),
+        ));
+    }
+    let number = |name: &'static str| -> Result<Option<u64>, PrebindError> {
+        root.attr(name)
+            .map(|v| {
+                let v = v.trim();
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(PrebindError::BadRequest(format!(
+                        "'{name}' must be a positive integer"
+                    )));
+                }
+                v.parse::<u64>()
+                    .map_err(|_| PrebindError::BadRequest(format!("'{name}' is out of range")))
+            })
+            .transpose()
+    };
+    let rid = number("rid")?;
+    if let Some(rid) = rid {
+        let max = HandshakeConfig::max_first_rid();
+        if !(1..=max).contains(&rid) {
+            return Err(PrebindError::BadRequest(format!(
+                "'rid' must be between 1 and {max} (XEP-0124 §14.1)"
+            )));
+        }
+    }
+    Ok(PrebindRequest {
+        to: root.attr("to").map(str::to_owned),
+        rid,
+        wait: number("wait")?,
+        hold: number("hold")?,
+    })
+}
+
+/// `to` must be a bare domain: no localpart, no resource, nothing odd.
+fn check_to(to: &str) -> Result<String, PrebindError> {
+    let bad = |why: &str| PrebindError::BadRequest(format!("'to' {why}"));
+    if to.contains('@') || to.contains('/') {
+        return Err(bad("must be a bare domain, not a JID"));
+    }
+    let domain = normalize_domain(to.trim());
+    if domain.is_empty() || domain.len() > 1023 {
+        return Err(bad("is empty or too long"));
+    }
+    if domain.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("contains whitespace or control characters"));
+    }
+    Ok(domain)
+}
+
+fn success(config: &Config, format: Format, session: &PrebindSession) -> Response<Full<Bytes>> {
+    let (content_type, body) = match format {
+        Format::Xml => ("text/xml; charset=utf-8", xml_success(session)),
+        Format::Json => ("application/json", json_success(config, session)),
+    };
+    respond(StatusCode::OK, content_type, body)
+}
+
+/// The seed-era answer: `rid` is the last RID used; the page calls
+/// `attach(jid, sid, rid + 1)`. Carries the bind result like the CM's own
+/// response did.
+fn xml_success(session: &PrebindSession) -> String {
+    let jid = escape(session.jid.as_str());
+    let mut out = format!(
+        "<body xmlns='{NS_HTTPBIND}' jid='{jid}' sid='{}' rid='{}' wait='{}' hold='{}'",
+        escape(session.sid.as_str()),
+        session.last_rid,
+        session.wait,
+        session.hold,
+    );
+    for (name, value) in [
+        ("requests", session.requests),
+        ("inactivity", session.inactivity),
+        ("polling", session.polling),
+        ("maxpause", session.maxpause),
+    ] {
+        if let Some(value) = value {
+            let _ = write!(out, " {name}='{value}'");
+        }
+    }
+    let _ = write!(
+        out,
+        "><iq xmlns='{NS_CLIENT}' type='result' id='bind_1'><bind xmlns='{NS_BIND}'>\
+         <jid>{jid}</jid></bind></iq></body>"
+    );
+    out
+}
+
+/// The Converse.js answer: `rid` is the next RID, passed as-is to `attach`.
+pub(crate) fn json_success(config: &Config, session: &PrebindSession) -> String {
+    JsonObject::new()
+        .string("jid", &session.jid)
+        .string("sid", &session.sid)
+        .number("rid", session.next_rid())
+        .number("wait", session.wait.into())
+        .number("hold", session.hold.into())
+        .string("bosh_service_url", config.bosh_service_url())
+        .finish()
+}
+
+/// `{"error": …, "condition": …}`, the same object HTML injection uses.
+pub(crate) fn json_error(error: &PrebindError) -> String {
+    JsonObject::new()
+        .string("error", &error.public_message())
+        .string("condition", error.condition())
+        .finish()
+}
+
+fn failure(format: Format, error: PrebindError) -> Response<Full<Bytes>> {
+    let (content_type, body) = match format {
+        Format::Xml => (
+            "text/xml; charset=utf-8",
+            format!(
+                "<body xmlns='{NS_HTTPBIND}' type='terminate' condition='{}'/>",
+                escape(error.condition())
+            ),
+        ),
+        Format::Json => ("application/json", json_error(&error)),
+    };
+    let mut response = respond(error.status(), content_type, body);
+    let headers = response.headers_mut();
+    match error {
+        PrebindError::MethodNotAllowed => {
+            headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        }
+        PrebindError::Overloaded => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
+    }
+    response.extensions_mut().insert(error);
+    response
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // A session id is a bearer credential: never store it anywhere.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_classic_strophe_request() {
+        let request = parse_request(
+            b"<body rid='3245' xmlns='http://jabber.org/protocol/httpbind' to='localhost' \
+              xml:lang='en' wait='60' hold='1' content='text/xml; charset=utf-8' ver='1.6' \
+              xmpp:version='1.0' xmlns:xmpp='urn:xmpp:xbosh'/>",
+        )
+        .unwrap();
+        assert_eq!(
+            request,
+            PrebindRequest {
+                to: Some("localhost".into()),
+                rid: Some(3245),
+                wait: Some(60),
+                hold: Some(1)
+            }
+        );
+        assert_eq!(parse_request(b"").unwrap(), PrebindRequest::default());
+        assert_eq!(
+            parse_request(b"<body/>").unwrap(),
+            PrebindRequest::default()
+        );
+    }
+
+    #[test]
+    fn refuses_bad_numbers_and_documents() {
+        for bad in [
+            &b"<body rid='abc'/>"[..],
+            b"<body rid='-1'/>",
+            b"<body rid='0'/>",
+            b"<body rid='9007199254740991'/>",
+            b"<body rid='99999999999999999999999'/>",
+            b"<body wait='1.5'/>",
+            b"<body hold=''/>",
+            b"<body rid='1'",
+            b"<html/>",
+            b"<body xmlns='urn:other'/>",
+            b"not xml",
+        ] {
+            let error = parse_request(bad).unwrap_err();
+            assert_eq!(
+                error.status(),
+                StatusCode::BAD_REQUEST,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn to_must_be_a_bare_domain() {
+        assert_eq!(check_to("LocalHost.").unwrap(), "localhost");
+        assert!(check_to("alice@localhost").is_err());
+        assert!(check_to("localhost/res").is_err());
+        assert!(check_to("").is_err());
+        assert!(check_to("local host").is_err());
+    }
+
+    #[test]
+    fn clamps_wait_and_hold() {
+        assert_eq!(clamp(None, 59, 60), 59);
+        assert_eq!(clamp(Some(3600), 59, 60), 60);
+        assert_eq!(clamp(Some(0), 59, 60), 1);
+        assert_eq!(clamp(Some(30), 59, 60), 30);
+    }
+
+    #[test]
+    fn cross_site_requests_are_refused() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (k, v) in pairs {
+                map.insert(*k, HeaderValue::from_static(v));
+            }
+            map
+        };
+        let allowed = vec!["https://partner.example".to_owned()];
+        assert!(check_same_site(&headers(&[]), &allowed).is_ok());
+        assert!(check_same_site(&headers(&[("sec-fetch-site", "same-origin")]), &allowed).is_ok());
+        assert!(check_same_site(&headers(&[("sec-fetch-site", "cross-site")]), &allowed).is_err());
+        assert!(check_same_site(&headers(&[("sec-fetch-site", "same-site")]), &allowed).is_err());
+        assert!(
+            check_same_site(
+                &headers(&[
+                    ("sec-fetch-site", "cross-site"),
+                    ("origin", "https://partner.example")
+                ]),
+                &allowed
+            )
+            .is_ok()
+        );
+        assert!(
+            check_same_site(
+                &headers(&[("origin", "http://app.example"), ("host", "app.example")]),
+                &allowed
+            )
+            .is_ok()
+        );
+        assert!(
+            check_same_site(
+                &headers(&[("origin", "http://evil.example"), ("host", "app.example")]),
+                &allowed
+            )
+            .is_err()
+        );
+        assert!(
+            check_same_site(
+                &headers(&[("origin", "null"), ("host", "app.example")]),
+                &allowed
+            )
+            .is_err()
+        );
+    }
+}

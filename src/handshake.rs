@@ -1,0 +1,503 @@
+//! The login as a sans-IO state machine: session creation → SASL (one or two
+//! steps) → stream restart → resource bind → session IQ (only when required).
+//!
+//! It never touches a socket or a timer: [`Handshake::start`] gives the first
+//! `<body/>` to POST, and [`Handshake::receive`] takes each response body and
+//! gives the next `<body/>` to POST, the finished [`PrebindSession`], or a
+//! typed [`HandshakeError`]. The driver (`client`) owns I/O and timeouts.
+//!
+//! RIDs increase by exactly one per request (XEP-0124 §14.1). One request is
+//! in flight at a time, and the handshake ends with none held at the CM, so
+//! the browser can take over at [`PrebindSession::next_rid`].
+
+use std::fmt;
+
+use rand::Rng;
+
+use crate::bosh::{
+    self, BodyType, BoshParseError, BoshResponse, IqType, NS_BIND, NS_CLIENT, NS_SESSION,
+    SaslMessage, SessionCreation, StreamFeatures,
+};
+use crate::credentials::Credentials;
+use crate::sasl::{SaslError, SaslExchange};
+
+/// The largest RID a client may use: JavaScript clients keep it in a double
+/// (XEP-0124 §14.1 allows up to 2^53 - 1).
+pub const MAX_RID: u64 = (1 << 53) - 1;
+
+/// How many RIDs a handshake may use at most: create, auth, SCRAM response,
+/// restart, bind, session, plus the empty polls below.
+const MAX_REQUESTS: u64 = 6 + MAX_EMPTY_POLLS as u64;
+
+/// How many empty `<body/>`s may be sent to fetch features or results that
+/// did not come with the previous response, before giving up.
+const MAX_EMPTY_POLLS: u32 = 4;
+
+const BIND_ID: &str = "bind_1";
+const SESSION_ID: &str = "sess_1";
+
+/// What a handshake needs to know before it starts.
+#[derive(Debug, Clone)]
+pub struct HandshakeConfig {
+    /// Who logs in, and on which domain.
+    pub credentials: Credentials,
+    /// The first RID, or `None` for a random one below 2^32 (like Strophe.js).
+    /// Must leave room for the handshake below [`MAX_RID`].
+    pub first_rid: Option<u64>,
+    /// `wait` asked for at session creation (the CM may lower it).
+    pub wait: u32,
+    /// `hold` asked for at session creation.
+    pub hold: u32,
+    /// `xml:lang` of the stream.
+    pub lang: String,
+    /// Optional `route` attribute (XEP-0124 §7.1).
+    pub route: Option<String>,
+}
+
+impl HandshakeConfig {
+    /// A configuration with `wait = 59` (Converse.js attaches with 59),
+    /// `hold = 1`, `xml:lang = en` and a random first RID.
+    pub fn new(credentials: Credentials) -> Self {
+        Self {
+            credentials,
+            first_rid: None,
+            wait: 59,
+            hold: 1,
+            lang: "en".to_owned(),
+            route: None,
+        }
+    }
+
+    /// The largest first RID that leaves room for a whole handshake.
+    pub const fn max_first_rid() -> u64 {
+        MAX_RID - MAX_REQUESTS
+    }
+}
+
+/// A live, authenticated, bound BOSH session, ready to be handed to a browser.
+///
+/// `Debug` hides the `sid`: with the RID it is all it takes to take over the
+/// session.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PrebindSession {
+    /// The full JID the server bound (from the bind result, RFC 6120 §7.6.1).
+    pub jid: String,
+    /// The BOSH session id.
+    pub sid: String,
+    /// The RID of the handshake's last request. Classic prebind APIs return
+    /// this and the page calls `attach(jid, sid, rid + 1)`.
+    pub last_rid: u64,
+    /// `wait` in force for the session (the CM's answer, else what we asked).
+    pub wait: u32,
+    /// `hold` in force for the session.
+    pub hold: u32,
+    /// `requests` announced by the CM.
+    pub requests: Option<u32>,
+    /// `inactivity` announced by the CM: the browser must attach within this
+    /// many seconds.
+    pub inactivity: Option<u32>,
+    /// `polling` announced by the CM.
+    pub polling: Option<u32>,
+    /// `maxpause` announced by the CM.
+    pub maxpause: Option<u32>,
+    /// How many HTTP requests the handshake made.
+    pub round_trips: u32,
+    /// The SASL mechanism used.
+    pub mechanism: &'static str,
+}
+
+impl PrebindSession {
+    /// The RID the browser's next request must carry: `last_rid + 1`. This is
+    /// what Strophe.js `attach()` and Converse.js `prebind_url` expect.
+    pub fn next_rid(&self) -> u64 {
+        self.last_rid + 1
+    }
+}
+
+impl fmt::Debug for PrebindSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrebindSession")
+            .field("jid", &self.jid)
+            .field("sid", &"<redacted>")
+            .field("last_rid", &self.last_rid)
+            .field("wait", &self.wait)
+            .field("hold", &self.hold)
+            .field("inactivity", &self.inactivity)
+            .field("round_trips", &self.round_trips)
+            .field("mechanism", &self.mechanism)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to do after a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// POST this `<body/>` next.
+    Send(String),
+    /// The session is ready.
+    Done(PrebindSession),
+}
+
+/// Why a handshake failed. Each maps to a condition a client can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The response was not a usable `<body/>`.
+    #[error(transparent)]
+    Parse(#[from] BoshParseError),
+    /// The CM ended the session (`type='terminate'`, XEP-0124 §17.2).
+    #[error("the connection manager terminated the session: {condition}{}", stream_error.as_ref().map(|s| format!(" (stream error {s})")).unwrap_or_default())]
+    Terminated {
+        /// The condition (`undefined-condition` when the CM gave none).
+        condition: String,
+        /// The `<stream:error>` condition for `remote-stream-error`.
+        stream_error: Option<String>,
+    },
+    /// The CM answered `type='error'` (XEP-0124 §17.3).
+    #[error("the connection manager answered with a recoverable binding error")]
+    BindingError,
+    /// The session-creation response had no `sid`.
+    #[error("the connection manager's session-creation response has no sid")]
+    MissingSid,
+    /// A later response carried a different `sid`.
+    #[error("the connection manager answered for another session")]
+    SidMismatch,
+    /// SASL could not go on on our side.
+    #[error(transparent)]
+    Sasl(#[from] SaslError),
+    /// The server refused the login (`<failure/>`, RFC 6120 §6.5).
+    #[error("the server refused the login: {condition}{}", text.as_ref().map(|t| format!(" ({t})")).unwrap_or_default())]
+    AuthFailed {
+        /// The SASL condition, such as `not-authorized`.
+        condition: String,
+        /// The server's text, if any.
+        text: Option<String>,
+    },
+    /// Resource binding failed (RFC 6120 §7.6.2).
+    #[error("resource binding failed: {0}")]
+    BindFailed(String),
+    /// The session IQ failed.
+    #[error("session establishment failed: {0}")]
+    SessionFailed(String),
+    /// The server did not offer resource binding after authentication.
+    #[error("the server does not offer resource binding")]
+    NoBind,
+    /// The bind result is not a full JID.
+    #[error("the server bound an invalid JID")]
+    InvalidJid,
+    /// The server sent nothing useful within the allowed empty polls.
+    #[error("the connection manager sent no {0} after {MAX_EMPTY_POLLS} polls")]
+    Stalled(&'static str),
+    /// Something out of order: a response that fits no step.
+    #[error("unexpected response from the connection manager: {0}")]
+    Unexpected(&'static str),
+    /// `receive` was called after the handshake ended.
+    #[error("the handshake is already over")]
+    Finished,
+}
+
+impl HandshakeError {
+    /// The condition a client is told: the CM's own for `terminate`,
+    /// the SASL one for refused logins, else a XEP-0124 §17.2 condition.
+    pub fn condition(&self) -> &str {
+        match self {
+            HandshakeError::Terminated { condition, .. } => condition,
+            HandshakeError::AuthFailed { condition, .. } => condition,
+            HandshakeError::Sasl(SaslError::NoMechanism { .. }) => "policy-violation",
+            HandshakeError::BindFailed(condition) | HandshakeError::SessionFailed(condition) => {
+                condition
+            }
+            _ => "undefined-condition",
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Waiting for the creation response, or for features after it.
+    Created,
+    /// SASL running.
+    Authenticating(SaslExchange),
+    /// Restart sent, waiting for the post-auth features.
+    Restarted,
+    /// Bind IQ sent.
+    Binding,
+    /// Session IQ sent.
+    Session,
+    /// Done or failed.
+    Over,
+}
+
+/// The login state machine. See the module docs.
+#[derive(Debug)]
+pub struct Handshake {
+    config: HandshakeConfig,
+    phase: Phase,
+    /// The RID of the next request.
+    next_rid: u64,
+    sid: Option<String>,
+    attributes: bosh::SessionAttributes,
+    mechanism: &'static str,
+    jid: Option<String>,
+    /// The session feature was advertised without `<optional/>`.
+    session_required: bool,
+    round_trips: u32,
+    empty_polls: u32,
+}
+
+impl Handshake {
+    /// Starts a handshake; returns it with the session-creation `<body/>`.
+    ///
+    /// A `first_rid` of 0 or above [`HandshakeConfig::max_first_rid`] is
+    /// replaced by a random one; callers validate client input before.
+    pub fn start(config: HandshakeConfig) -> (Self, String) {
+        let first_rid = config
+            .first_rid
+            .filter(|rid| (1..=HandshakeConfig::max_first_rid()).contains(rid))
+            .unwrap_or_else(random_rid);
+        let mut handshake = Handshake {
+            config,
+            phase: Phase::Created,
+            next_rid: first_rid,
+            sid: None,
+            attributes: bosh::SessionAttributes::default(),
+            mechanism: "",
+            jid: None,
+            session_required: false,
+            round_trips: 0,
+            empty_polls: 0,
+        };
+        let rid = handshake.take_rid();
+        let body = SessionCreation {
+            to: handshake.config.credentials.domain(),
+            rid,
+            wait: handshake.config.wait,
+            hold: handshake.config.hold,
+            lang: &handshake.config.lang,
+            route: handshake.config.route.as_deref(),
+        }
+        .to_xml();
+        (handshake, body)
+    }
+
+    /// The session id, once the CM has given one.
+    pub fn sid(&self) -> Option<&str> {
+        self.sid.as_deref()
+    }
+
+    /// The RID of the last request sent.
+    pub fn last_rid(&self) -> u64 {
+        self.next_rid - 1
+    }
+
+    /// Feeds the response to the last request.
+    pub fn receive(&mut self, body: &[u8]) -> Result<Step, HandshakeError> {
+        let phase = std::mem::replace(&mut self.phase, Phase::Over);
+        if matches!(phase, Phase::Over) {
+            return Err(HandshakeError::Finished);
+        }
+        let response = BoshResponse::parse(body)?;
+        check_body_type(&response)?;
+        match (&self.sid, &response.sid) {
+            (None, Some(sid)) => {
+                self.sid = Some(sid.clone());
+                self.attributes = response.attributes.clone();
+            }
+            (None, None) => return Err(HandshakeError::MissingSid),
+            (Some(ours), Some(theirs)) if ours != theirs => {
+                return Err(HandshakeError::SidMismatch);
+            }
+            _ => {}
+        }
+        match phase {
+            Phase::Created => match response.features {
+                Some(features) => self.authenticate(&features),
+                None => self.poll(Phase::Created, "stream features"),
+            },
+            Phase::Authenticating(mut exchange) => match response.sasl {
+                Some(SaslMessage::Challenge(data)) => {
+                    let answer = exchange.challenge(&data)?;
+                    self.phase = Phase::Authenticating(exchange);
+                    Ok(self.send_payload(&answer))
+                }
+                Some(SaslMessage::Success(data)) => {
+                    exchange.success(&data)?;
+                    // RFC 6120 §6.4.6 / XEP-0206 §5: restart the stream.
+                    let rid = self.take_rid();
+                    self.phase = Phase::Restarted;
+                    Ok(Step::Send(bosh::restart(
+                        rid,
+                        self.sid_str(),
+                        self.config.credentials.domain(),
+                        &self.config.lang,
+                    )))
+                }
+                Some(SaslMessage::Failure { condition, text }) => {
+                    Err(HandshakeError::AuthFailed { condition, text })
+                }
+                None => self.poll(Phase::Authenticating(exchange), "SASL answer"),
+            },
+            Phase::Restarted => match response.features {
+                Some(features) if features.bind => {
+                    let mut bind = String::from("<bind xmlns='");
+                    bind.push_str(NS_BIND);
+                    bind.push('\'');
+                    match self.config.credentials.resource() {
+                        Some(resource) => {
+                            bind.push_str("><resource>");
+                            bind.push_str(&quick_xml::escape::escape(resource));
+                            bind.push_str("</resource></bind>");
+                        }
+                        None => bind.push_str("/>"),
+                    }
+                    let iq =
+                        format!("<iq xmlns='{NS_CLIENT}' type='set' id='{BIND_ID}'>{bind}</iq>");
+                    self.session_required = features.session_optional == Some(false);
+                    self.phase = Phase::Binding;
+                    Ok(self.send_payload(&iq))
+                }
+                Some(_) => Err(HandshakeError::NoBind),
+                None => self.poll(Phase::Restarted, "stream features"),
+            },
+            Phase::Binding => {
+                let Some(iq) = response
+                    .iqs
+                    .iter()
+                    .find(|iq| iq.id.as_deref() == Some(BIND_ID))
+                else {
+                    return self.poll(Phase::Binding, "bind result");
+                };
+                match iq.kind {
+                    IqType::Result => {
+                        let jid = iq.bound_jid.as_deref().ok_or(HandshakeError::InvalidJid)?;
+                        if !is_full_jid(jid) {
+                            return Err(HandshakeError::InvalidJid);
+                        }
+                        self.jid = Some(jid.to_owned());
+                        if self.session_required {
+                            let iq = format!(
+                                "<iq xmlns='{NS_CLIENT}' type='set' id='{SESSION_ID}'>\
+                                 <session xmlns='{NS_SESSION}'/></iq>"
+                            );
+                            self.phase = Phase::Session;
+                            Ok(self.send_payload(&iq))
+                        } else {
+                            Ok(Step::Done(self.finish()))
+                        }
+                    }
+                    _ => Err(HandshakeError::BindFailed(
+                        iq.error_condition
+                            .clone()
+                            .unwrap_or_else(|| "undefined-condition".into()),
+                    )),
+                }
+            }
+            Phase::Session => {
+                let Some(iq) = response
+                    .iqs
+                    .iter()
+                    .find(|iq| iq.id.as_deref() == Some(SESSION_ID))
+                else {
+                    return self.poll(Phase::Session, "session result");
+                };
+                match iq.kind {
+                    IqType::Result => Ok(Step::Done(self.finish())),
+                    _ => Err(HandshakeError::SessionFailed(
+                        iq.error_condition
+                            .clone()
+                            .unwrap_or_else(|| "undefined-condition".into()),
+                    )),
+                }
+            }
+            Phase::Over => Err(HandshakeError::Finished),
+        }
+    }
+
+    fn authenticate(&mut self, features: &StreamFeatures) -> Result<Step, HandshakeError> {
+        let (exchange, auth) = SaslExchange::start(&self.config.credentials, &features.mechanisms)?;
+        self.mechanism = exchange.mechanism();
+        self.phase = Phase::Authenticating(exchange);
+        Ok(self.send_payload(&auth))
+    }
+
+    /// Sends an empty `<body/>` to fetch what the CM has not sent yet
+    /// (XEP-0206 §5 allows features to come in a later response).
+    fn poll(&mut self, phase: Phase, what: &'static str) -> Result<Step, HandshakeError> {
+        self.empty_polls += 1;
+        if self.empty_polls > MAX_EMPTY_POLLS {
+            return Err(HandshakeError::Stalled(what));
+        }
+        self.phase = phase;
+        let rid = self.take_rid();
+        Ok(Step::Send(bosh::empty(rid, self.sid_str())))
+    }
+
+    fn send_payload(&mut self, payload: &str) -> Step {
+        let rid = self.take_rid();
+        Step::Send(bosh::payload(rid, self.sid_str(), payload))
+    }
+
+    fn take_rid(&mut self) -> u64 {
+        let rid = self.next_rid;
+        self.next_rid += 1;
+        self.round_trips += 1;
+        rid
+    }
+
+    fn sid_str(&self) -> &str {
+        self.sid.as_deref().unwrap_or_default()
+    }
+
+    fn finish(&mut self) -> PrebindSession {
+        PrebindSession {
+            jid: self.jid.take().unwrap_or_default(),
+            sid: self.sid.clone().unwrap_or_default(),
+            last_rid: self.last_rid(),
+            wait: self.attributes.wait.unwrap_or(self.config.wait),
+            hold: self.attributes.hold.unwrap_or(self.config.hold),
+            requests: self.attributes.requests,
+            inactivity: self.attributes.inactivity,
+            polling: self.attributes.polling,
+            maxpause: self.attributes.maxpause,
+            round_trips: self.round_trips,
+            mechanism: self.mechanism,
+        }
+    }
+}
+
+fn check_body_type(response: &BoshResponse) -> Result<(), HandshakeError> {
+    match &response.body_type {
+        BodyType::Normal => Ok(()),
+        BodyType::Terminate {
+            condition,
+            stream_error,
+        } => Err(HandshakeError::Terminated {
+            condition: condition
+                .clone()
+                .unwrap_or_else(|| "undefined-condition".to_owned()),
+            stream_error: stream_error.clone(),
+        }),
+        BodyType::Error => Err(HandshakeError::BindingError),
+    }
+}
+
+/// A bind result must be `[local@]domain/resource` with no whitespace or
+/// control characters (RFC 7622 §3); the server, not us, is the authority on
+/// the rest.
+fn is_full_jid(jid: &str) -> bool {
+    let Some((bare, resource)) = jid.split_once('/') else {
+        return false;
+    };
+    let domain = bare.rsplit_once('@').map_or(bare, |(_, d)| d);
+    !domain.is_empty()
+        && !resource.is_empty()
+        && jid.len() <= 3071
+        && !jid.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+fn random_rid() -> u64 {
+    // Strophe.js picks a random RID below 2^32; a random start makes RIDs
+    // unguessable (XEP-0124 §14.1).
+    rand::thread_rng().gen_range(1..(1u64 << 32))
+}

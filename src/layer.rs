@@ -1,0 +1,281 @@
+//! [`PrebindLayer`]: the configuration builder and `tower_layer::Layer` impl.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Uri;
+use tower_layer::Layer;
+
+use crate::client::ClientSettings;
+use crate::credentials::{
+    CredentialsFn, CredentialsSource, FromExtensions, NoCredentials, normalize_domain,
+};
+use crate::service::Prebind;
+
+/// Everything the middleware needs, shared by all its clones in one `Arc`.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) client: ClientSettings,
+    pub(crate) public_bosh_url: String,
+    pub(crate) prebind_path: String,
+    pub(crate) allowed_domains: Vec<String>,
+    pub(crate) credentials: Arc<dyn CredentialsSource>,
+    pub(crate) default_wait: u32,
+    pub(crate) max_wait: u32,
+    pub(crate) max_hold: u32,
+    pub(crate) lang: String,
+    pub(crate) route: Option<String>,
+    pub(crate) max_request_body: usize,
+    pub(crate) allowed_origins: Vec<String>,
+}
+
+impl Config {
+    fn new(bosh_url: Uri) -> Self {
+        Config {
+            public_bosh_url: bosh_url.to_string(),
+            client: ClientSettings {
+                bosh_url,
+                request_timeout: Duration::from_secs(5),
+                handshake_timeout: Duration::from_secs(10),
+                max_response_body: 64 * 1024,
+            },
+            prebind_path: "/prebind".to_owned(),
+            allowed_domains: Vec::new(),
+            credentials: Arc::new(NoCredentials),
+            default_wait: 59,
+            max_wait: 59,
+            max_hold: 1,
+            lang: "en".to_owned(),
+            route: None,
+            max_request_body: 2048,
+            allowed_origins: Vec::new(),
+        }
+    }
+
+    /// True when sessions may be opened on `domain` (already normalized).
+    pub(crate) fn is_allowed(&self, domain: &str) -> bool {
+        self.allowed_domains.iter().any(|d| d == domain)
+    }
+
+    /// The BOSH URL the browser is told to use.
+    pub(crate) fn bosh_service_url(&self) -> &str {
+        &self.public_bosh_url
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("client", &self.client)
+            .field("public_bosh_url", &self.public_bosh_url)
+            .field("prebind_path", &self.prebind_path)
+            .field("allowed_domains", &self.allowed_domains)
+            .field("default_wait", &self.default_wait)
+            .field("max_wait", &self.max_wait)
+            .field("max_hold", &self.max_hold)
+            .field("max_request_body", &self.max_request_body)
+            .field("allowed_origins", &self.allowed_origins)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Adds XMPP pre-binding to a service: see the [crate docs](crate).
+///
+/// ```
+/// # #[cfg(feature = "client")] {
+/// use bosh_prebind::{Credentials, PrebindLayer};
+/// use std::time::Duration;
+///
+/// let layer = PrebindLayer::new("http://127.0.0.1:5280/http-bind".parse().unwrap())
+///     .credentials(Credentials::anonymous("anon.localhost"))
+///     .public_bosh_url("/http-bind")
+///     .handshake_timeout(Duration::from_secs(5));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PrebindLayer<T> {
+    config: Arc<Config>,
+    transport: T,
+}
+
+impl<T> fmt::Debug for PrebindLayer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrebindLayer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "client")]
+impl PrebindLayer<crate::client::HttpTransport> {
+    /// A layer that pre-binds sessions at the connection manager at
+    /// `bosh_url` (e.g. `http://127.0.0.1:5280/http-bind`) through the
+    /// default hyper-util client (plain HTTP; for HTTPS plug in a TLS client
+    /// with [`transport`](Self::transport)).
+    ///
+    /// Nobody is logged in until a credentials source is set.
+    pub fn new(bosh_url: Uri) -> Self {
+        Self::with_transport(bosh_url, crate::client::http_transport())
+    }
+}
+
+impl<T> PrebindLayer<T> {
+    /// A layer that sends its BOSH requests through `transport`, any
+    /// `Service<http::Request<Full<Bytes>>>` (see [`BoshTransport`](crate::BoshTransport)).
+    pub fn with_transport(bosh_url: Uri, transport: T) -> Self {
+        PrebindLayer {
+            config: Arc::new(Config::new(bosh_url)),
+            transport,
+        }
+    }
+
+    /// Replaces the transport.
+    pub fn transport<U>(self, transport: U) -> PrebindLayer<U> {
+        PrebindLayer {
+            config: self.config,
+            transport,
+        }
+    }
+
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// The path of the prebind endpoint (default `/prebind`).
+    pub fn prebind_path(mut self, path: impl Into<String>) -> Self {
+        self.config().prebind_path = path.into();
+        self
+    }
+
+    /// Who logs in, per request: a fixed [`Credentials`](crate::Credentials),
+    /// [`FromExtensions`], or any [`CredentialsSource`]. The domains a fixed
+    /// source uses are allowed automatically.
+    pub fn credentials(mut self, source: impl CredentialsSource) -> Self {
+        for domain in source.static_domains() {
+            self = self.allow_domain(domain);
+        }
+        self.config().credentials = Arc::new(source);
+        self
+    }
+
+    /// Reads the [`Credentials`](crate::Credentials) that the application's
+    /// own middleware put into the request extensions. Allow their domains
+    /// with [`allow_domain`](Self::allow_domain).
+    pub fn credentials_from_extensions(self) -> Self {
+        self.credentials(FromExtensions)
+    }
+
+    /// Decides per request with an async closure given the request head.
+    ///
+    /// ```
+    /// # #[cfg(feature = "client")] {
+    /// use bosh_prebind::{Credentials, PrebindLayer};
+    ///
+    /// let layer = PrebindLayer::new("http://127.0.0.1:5280/http-bind".parse().unwrap())
+    ///     .allow_domain("localhost")
+    ///     .credentials_fn(|head: &http::request::Parts| {
+    ///         let user = head.headers.get("x-user").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    ///         async move {
+    ///             let user = user?;
+    ///             Credentials::account(format!("{user}@localhost"), "from-your-vault").ok()
+    ///         }
+    ///     });
+    /// # }
+    /// ```
+    pub fn credentials_fn<F, Fut>(self, f: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Option<crate::Credentials>> + Send + 'static,
+    {
+        self.credentials(CredentialsFn(f))
+    }
+
+    /// Allows sessions on `domain` (the allow-list: no open relay). Compared
+    /// case-insensitively, a trailing dot ignored.
+    pub fn allow_domain(mut self, domain: impl AsRef<str>) -> Self {
+        let domain = normalize_domain(domain.as_ref());
+        if !self.config.is_allowed(&domain) {
+            self.config().allowed_domains.push(domain);
+        }
+        self
+    }
+
+    /// The BOSH URL handed to browsers in JSON answers and injected snippets
+    /// (default: the CM URL itself). Set it when browsers reach the CM by
+    /// another address, such as a same-origin path behind your proxy.
+    pub fn public_bosh_url(mut self, url: impl Into<String>) -> Self {
+        self.config().public_bosh_url = url.into();
+        self
+    }
+
+    /// `wait` asked for when the client does not say (default 59: Converse.js
+    /// attaches with 59).
+    pub fn wait(mut self, seconds: u32) -> Self {
+        self.config().default_wait = seconds.max(1);
+        self
+    }
+
+    /// The largest `wait` a client may ask for (default 59).
+    pub fn max_wait(mut self, seconds: u32) -> Self {
+        self.config().max_wait = seconds.max(1);
+        self
+    }
+
+    /// The largest `hold` a client may ask for (default 1).
+    pub fn max_hold(mut self, hold: u32) -> Self {
+        self.config().max_hold = hold.max(1);
+        self
+    }
+
+    /// `xml:lang` of pre-bound streams (default `en`).
+    pub fn lang(mut self, lang: impl Into<String>) -> Self {
+        self.config().lang = lang.into();
+        self
+    }
+
+    /// A `route` attribute for CMs in front of several servers (XEP-0124 §7.1).
+    pub fn route(mut self, route: impl Into<String>) -> Self {
+        self.config().route = Some(route.into());
+        self
+    }
+
+    /// Timeout of each request to the CM (default 5 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.config().client.request_timeout = timeout;
+        self
+    }
+
+    /// Deadline of a whole handshake (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config().client.handshake_timeout = timeout;
+        self
+    }
+
+    /// Largest prebind request body accepted (default 2 KiB).
+    pub fn max_request_body(mut self, bytes: usize) -> Self {
+        self.config().max_request_body = bytes;
+        self
+    }
+
+    /// Largest CM response body accepted (default 64 KiB).
+    pub fn max_response_body(mut self, bytes: usize) -> Self {
+        self.config().client.max_response_body = bytes;
+        self
+    }
+
+    /// Accepts prebind requests from this other origin
+    /// (`https://app.example.org`), which cross-site checks refuse otherwise.
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        self.config().allowed_origins.push(origin.into());
+        self
+    }
+}
+
+impl<S, T: Clone> Layer<S> for PrebindLayer<T> {
+    type Service = Prebind<S, T>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Prebind::new(inner, self.config.clone(), self.transport.clone())
+    }
+}

@@ -1,0 +1,105 @@
+//! XMPP pre-binding as a tower middleware: the web server logs in over BOSH
+//! (XEP-0124 / XEP-0206) next to the XMPP server, and the browser *attaches*
+//! to the live session instead of paying 4-6 sequential round trips.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use bosh_prebind::{Credentials, PrebindLayer};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let prebind = PrebindLayer::new("http://127.0.0.1:5280/http-bind".parse()?)
+//!     .credentials(Credentials::anonymous("anon.localhost"));
+//!
+//! let app = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(prebind); // POST/GET /prebind now hand out sessions
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Why
+//!
+//! A browser BOSH login is a chain of dependent HTTP requests: session
+//! creation, SASL (one or two), stream restart, resource bind, and sometimes a
+//! session IQ. At 100 ms of round-trip time that is 0.4-0.6 s before the first
+//! real stanza. Pre-binding pays those round trips at the web server's
+//! distance to the connection manager (CM), usually well under a millisecond,
+//! and hands the browser a JID, a SID and a RID.
+//!
+//! # The prebind path
+//!
+//! [`PrebindLayer`] answers `/prebind` (configurable) itself; every other
+//! request goes to the inner service untouched.
+//!
+//! | request | answer | `rid` in the answer |
+//! |---|---|---|
+//! | `POST` `<body xmlns='http://jabber.org/protocol/httpbind' to rid wait hold/>` (every attribute optional) | `200 text/xml`: `<body jid sid rid wait hold …>` with the bind result | the **last used** RID: the page calls `attach(jid, sid, rid + 1)` |
+//! | `GET` (Converse.js `prebind_url`) | `200 application/json`: `{"jid","sid","rid","wait","hold","bosh_service_url"}` | the **next** RID: passed to `attach` as is |
+//!
+//! Failures are answered, never raised: a BOSH `terminate` body for XML
+//! clients, `{"error", "condition"}` for JSON clients, with the status saying
+//! who failed: 400 malformed, 401 no credentials for this request, 403 domain
+//! not allowed or cross-site request, 405 method, 413 too large, 415 not XML,
+//! 502 CM unreachable, refused or answered garbage, 504 CM too slow. The
+//! [`PrebindError`] is in the answer's extensions. Bad requests never reach
+//! the CM. Every answer carries `Cache-Control: no-store`.
+//!
+//! # Who logs in
+//!
+//! Chosen per request by a [`CredentialsSource`]: a fixed [`Credentials`]
+//! (anonymous on a domain, or an account), [`FromExtensions`] (your auth
+//! middleware inserts a [`Credentials`] into the request extensions), or an
+//! async closure ([`PrebindLayer::credentials_fn`]). Accounts use the
+//! strongest of SCRAM-SHA-256, SCRAM-SHA-1 and PLAIN that the server offers;
+//! anonymous sessions use ANONYMOUS. Sessions are only opened on allowed
+//! domains ([`PrebindLayer::allow_domain`]; fixed credentials allow their own).
+//!
+//! # Transport
+//!
+//! BOSH requests go through any tower `Service<http::Request<Full<Bytes>>>`
+//! ([`BoshTransport`]); by default a pooled hyper-util client (feature
+//! `client`, plain HTTP). Each request has a timeout, the handshake a deadline
+//! and responses a size cap.
+//!
+//! # Layers of the crate
+//!
+//! The protocol core is sans-IO: [`bosh`] (the wire format) and [`handshake`]
+//! (the login state machine: feed a response, get the next request) never
+//! touch a socket. The driver runs them over the transport; the middleware
+//! (`layer`, `service`, `future`, `body`) classifies requests and answers.
+//! A session abandoned by a failed handshake is left to expire at the CM
+//! (its `inactivity`, 30-60 s on common servers).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod body;
+pub mod bosh;
+mod client;
+mod credentials;
+mod endpoint;
+mod error;
+mod future;
+pub mod handshake;
+mod json;
+mod layer;
+mod sasl;
+mod service;
+mod xml;
+
+pub use body::PrebindBody;
+pub use client::{BoshTransport, BoxError};
+#[cfg(feature = "client")]
+pub use client::{HttpTransport, http_transport};
+pub use credentials::{
+    Credentials, CredentialsFn, CredentialsFuture, CredentialsSource, FromExtensions, InvalidJid,
+};
+pub use error::PrebindError;
+pub use future::ResponseFuture;
+pub use handshake::PrebindSession;
+pub use layer::PrebindLayer;
+pub use sasl::SaslError;
+pub use service::Prebind;
