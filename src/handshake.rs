@@ -501,3 +501,238 @@ fn random_rid() -> u64 {
     // unguessable (XEP-0124 §14.1).
     rand::thread_rng().gen_range(1..(1u64 << 32))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml;
+
+    // Responses verbatim from ../shared/protocol/prosody.md (Prosody 0.12.3).
+    const ANON_CREATED: &str = "<body hold='1' authid='7d0aa91d-ded8-4d91-89b3-b4c918168c50' secure='true' xmpp:version='1.0' ver='1.6' xmlns:stream='http://etherx.jabber.org/streams' xmlns:xmpp='urn:xmpp:xbosh' xmlns='http://jabber.org/protocol/httpbind' from='anon.localhost' requests='2' polling='5' sid='7d0aa91d-ded8-4d91-89b3-b4c918168c50' inactivity='60' wait='60'><stream:features xmlns='jabber:client'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>ANONYMOUS</mechanism></mechanisms></stream:features></body>";
+    const ANON_SUCCESS: &str = "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams' sid='7d0aa91d-ded8-4d91-89b3-b4c918168c50'><success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></body>";
+    const ANON_RESTARTED: &str = "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams' sid='7d0aa91d-ded8-4d91-89b3-b4c918168c50'><stream:features xmlns='jabber:client'><c hash='sha-1' xmlns='http://jabber.org/protocol/caps' node='http://prosody.im' ver='g6v15bTJOfWXNUu1mm4Hlk5EAd0='/><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><required/></bind><session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session><ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/></stream:features></body>";
+    const ANON_BOUND: &str = "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams' sid='7d0aa91d-ded8-4d91-89b3-b4c918168c50'><iq id='bind_1' xmlns='jabber:client' type='result'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>eunyql_gd_l2kozyecbj_nbi@anon.localhost/GtONlPbg6nB5</jid></bind></iq></body>";
+    const SID: &str = "7d0aa91d-ded8-4d91-89b3-b4c918168c50";
+
+    const PLAIN_CREATED: &str = "<body hold='1' authid='1877db62-ce88-4547-9117-b407d3e6d4df' secure='true' xmpp:version='1.0' ver='1.6' xmlns:stream='http://etherx.jabber.org/streams' xmlns:xmpp='urn:xmpp:xbosh' xmlns='http://jabber.org/protocol/httpbind' from='localhost' requests='2' polling='5' sid='1877db62-ce88-4547-9117-b407d3e6d4df' inactivity='60' wait='60'><stream:features xmlns='jabber:client'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features></body>";
+    const PLAIN_SUCCESS: &str = "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams' sid='1877db62-ce88-4547-9117-b407d3e6d4df'><success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></body>";
+    const PLAIN_RESTARTED: &str = "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams' sid='1877db62-ce88-4547-9117-b407d3e6d4df'><stream:features xmlns='jabber:client'><sub xmlns='urn:xmpp:features:pre-approval'/><ver xmlns='urn:xmpp:features:rosterver'/><c hash='sha-1' xmlns='http://jabber.org/protocol/caps' node='http://prosody.im' ver='g6v15bTJOfWXNUu1mm4Hlk5EAd0='/><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><required/></bind><session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session></stream:features></body>";
+    const PLAIN_BOUND: &str = "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams' sid='1877db62-ce88-4547-9117-b407d3e6d4df'><iq id='bind_1' xmlns='jabber:client' type='result'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/mpZIduEk0fTx</jid></bind></iq></body>";
+
+    fn anonymous(first_rid: u64) -> (Handshake, String) {
+        let mut config = HandshakeConfig::new(Credentials::anonymous("anon.localhost"));
+        config.first_rid = Some(first_rid);
+        config.wait = 60;
+        Handshake::start(config)
+    }
+
+    fn send(step: Result<Step, HandshakeError>) -> xml::Element {
+        match step {
+            Ok(Step::Send(body)) => xml::parse(body.as_bytes()).unwrap(),
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    fn rid(body: &xml::Element) -> u64 {
+        body.attr("rid").unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn anonymous_transcript_gives_bound_session_in_four_round_trips() {
+        let (mut handshake, creation) = anonymous(1062715484561);
+        let creation = xml::parse(creation.as_bytes()).unwrap();
+        assert_eq!(rid(&creation), 1062715484561);
+        assert_eq!(creation.attr("to"), Some("anon.localhost"));
+        assert_eq!(creation.attr("hold"), Some("1"));
+        assert_eq!(creation.attr("wait"), Some("60"));
+        assert_eq!(creation.attr("sid"), None);
+
+        let auth = send(handshake.receive(ANON_CREATED.as_bytes()));
+        assert_eq!(rid(&auth), 1062715484562);
+        assert_eq!(auth.attr("sid"), Some(SID));
+        let mechanism = auth.child(crate::bosh::NS_SASL, "auth").unwrap();
+        assert_eq!(mechanism.attr("mechanism"), Some("ANONYMOUS"));
+        assert_eq!(mechanism.text, "=");
+
+        let restart = send(handshake.receive(ANON_SUCCESS.as_bytes()));
+        assert_eq!(rid(&restart), 1062715484563);
+        assert_eq!(
+            restart.attr_ns(crate::bosh::NS_XBOSH, "restart"),
+            Some("true")
+        );
+        assert_eq!(restart.attr("to"), Some("anon.localhost"));
+
+        let bind = send(handshake.receive(ANON_RESTARTED.as_bytes()));
+        assert_eq!(rid(&bind), 1062715484564);
+        let iq = bind.child(NS_CLIENT, "iq").unwrap();
+        assert_eq!(iq.attr("type"), Some("set"));
+        assert!(iq.child(NS_BIND, "bind").unwrap().children.is_empty());
+
+        let Ok(Step::Done(session)) = handshake.receive(ANON_BOUND.as_bytes()) else {
+            panic!("not done");
+        };
+        assert_eq!(
+            session.jid,
+            "eunyql_gd_l2kozyecbj_nbi@anon.localhost/GtONlPbg6nB5"
+        );
+        assert_eq!(session.sid, SID);
+        assert_eq!(session.last_rid, 1062715484564);
+        assert_eq!(session.next_rid(), 1062715484565);
+        assert_eq!(
+            (session.wait, session.hold, session.inactivity),
+            (60, 1, Some(60))
+        );
+        assert_eq!((session.requests, session.polling), (Some(2), Some(5)));
+        assert_eq!(session.round_trips, 4);
+        assert_eq!(session.mechanism, "ANONYMOUS");
+        assert_eq!(
+            handshake.receive(ANON_BOUND.as_bytes()),
+            Err(HandshakeError::Finished)
+        );
+    }
+
+    #[test]
+    fn plain_transcript_sends_prosodys_exact_initial_response() {
+        let mut config =
+            HandshakeConfig::new(Credentials::account("alice@localhost", "secret-alice").unwrap());
+        config.first_rid = Some(613066136849);
+        let (mut handshake, _) = Handshake::start(config);
+        let auth = send(handshake.receive(PLAIN_CREATED.as_bytes()));
+        let auth = auth.child(crate::bosh::NS_SASL, "auth").unwrap();
+        assert_eq!(auth.attr("mechanism"), Some("PLAIN"));
+        assert_eq!(auth.text, "AGFsaWNlAHNlY3JldC1hbGljZQ==");
+        send(handshake.receive(PLAIN_SUCCESS.as_bytes()));
+        send(handshake.receive(PLAIN_RESTARTED.as_bytes()));
+        let Ok(Step::Done(session)) = handshake.receive(PLAIN_BOUND.as_bytes()) else {
+            panic!("not done");
+        };
+        assert_eq!(session.jid, "alice@localhost/mpZIduEk0fTx");
+        assert_eq!(session.last_rid, 613066136852);
+        assert_eq!(session.mechanism, "PLAIN");
+    }
+
+    #[test]
+    fn late_features_are_fetched_with_an_empty_body() {
+        let (mut handshake, _) = anonymous(10);
+        let created_without_features = format!(
+            "<body xmlns='http://jabber.org/protocol/httpbind' sid='{SID}' wait='60' hold='1'/>"
+        );
+        let poll = send(handshake.receive(created_without_features.as_bytes()));
+        assert_eq!(rid(&poll), 11);
+        assert!(poll.children.is_empty());
+        assert_eq!(poll.attr("sid"), Some(SID));
+        let auth = send(handshake.receive(ANON_CREATED.as_bytes()));
+        assert_eq!(rid(&auth), 12);
+        assert!(auth.child(crate::bosh::NS_SASL, "auth").is_some());
+    }
+
+    #[test]
+    fn a_cm_that_never_sends_features_is_given_up_on() {
+        let (mut handshake, _) = anonymous(10);
+        let empty = format!("<body xmlns='http://jabber.org/protocol/httpbind' sid='{SID}'/>");
+        for _ in 0..MAX_EMPTY_POLLS {
+            send(handshake.receive(empty.as_bytes()));
+        }
+        assert_eq!(
+            handshake.receive(empty.as_bytes()),
+            Err(HandshakeError::Stalled("stream features"))
+        );
+    }
+
+    #[test]
+    fn required_session_is_established_and_optional_is_skipped() {
+        let required = ANON_RESTARTED.replace("<optional/>", "");
+        let (mut handshake, _) = anonymous(1);
+        send(handshake.receive(ANON_CREATED.as_bytes()));
+        send(handshake.receive(ANON_SUCCESS.as_bytes()));
+        send(handshake.receive(required.as_bytes()));
+        let session_iq = send(handshake.receive(ANON_BOUND.as_bytes()));
+        assert_eq!(rid(&session_iq), 5);
+        let iq = session_iq.child(NS_CLIENT, "iq").unwrap();
+        assert!(iq.child(NS_SESSION, "session").is_some());
+        let result = format!(
+            "<body xmlns='http://jabber.org/protocol/httpbind'><iq xmlns='jabber:client' type='result' id='{}'/></body>",
+            iq.attr("id").unwrap()
+        );
+        let Ok(Step::Done(session)) = handshake.receive(result.as_bytes()) else {
+            panic!("not done");
+        };
+        assert_eq!(session.last_rid, 5);
+        assert_eq!(session.round_trips, 5);
+    }
+
+    #[test]
+    fn terminate_sasl_failure_and_bind_errors_are_typed() {
+        let (mut handshake, _) = anonymous(1);
+        assert_eq!(
+            handshake.receive(b"<body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='host-unknown'/>"),
+            Err(HandshakeError::Terminated { condition: "host-unknown".into(), stream_error: None })
+        );
+
+        let (mut handshake, _) = anonymous(1);
+        send(handshake.receive(ANON_CREATED.as_bytes()));
+        let failure = handshake
+            .receive(b"<body xmlns='http://jabber.org/protocol/httpbind'><failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure></body>")
+            .unwrap_err();
+        assert_eq!(failure.condition(), "not-authorized");
+
+        let (mut handshake, _) = anonymous(1);
+        send(handshake.receive(ANON_CREATED.as_bytes()));
+        send(handshake.receive(ANON_SUCCESS.as_bytes()));
+        send(handshake.receive(ANON_RESTARTED.as_bytes()));
+        let bind_error = handshake
+            .receive(b"<body xmlns='http://jabber.org/protocol/httpbind'><iq xmlns='jabber:client' type='error' id='bind_1'><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq></body>")
+            .unwrap_err();
+        assert_eq!(bind_error, HandshakeError::BindFailed("conflict".into()));
+    }
+
+    #[test]
+    fn missing_or_changed_sid_and_bad_jids_are_refused() {
+        let (mut handshake, _) = anonymous(1);
+        assert_eq!(
+            handshake.receive(b"<body xmlns='http://jabber.org/protocol/httpbind'/>"),
+            Err(HandshakeError::MissingSid)
+        );
+        let (mut handshake, _) = anonymous(1);
+        send(handshake.receive(ANON_CREATED.as_bytes()));
+        assert_eq!(
+            handshake.receive(ANON_SUCCESS.replace(SID, "other").as_bytes()),
+            Err(HandshakeError::SidMismatch)
+        );
+        let (mut handshake, _) = anonymous(1);
+        send(handshake.receive(ANON_CREATED.as_bytes()));
+        send(handshake.receive(ANON_SUCCESS.as_bytes()));
+        send(handshake.receive(ANON_RESTARTED.as_bytes()));
+        assert_eq!(
+            handshake.receive(ANON_BOUND.replace("/GtONlPbg6nB5", "").as_bytes()),
+            Err(HandshakeError::InvalidJid)
+        );
+    }
+
+    #[test]
+    fn rids_start_random_below_2_pow_32_unless_given_and_in_range() {
+        for _ in 0..100 {
+            let (handshake, _) =
+                Handshake::start(HandshakeConfig::new(Credentials::anonymous("d")));
+            assert!((1..1 << 32).contains(&handshake.last_rid()));
+        }
+        let (handshake, _) = anonymous(HandshakeConfig::max_first_rid());
+        assert_eq!(handshake.last_rid(), HandshakeConfig::max_first_rid());
+        let mut config = HandshakeConfig::new(Credentials::anonymous("d"));
+        config.first_rid = Some(MAX_RID);
+        let (handshake, _) = Handshake::start(config);
+        assert!(handshake.last_rid() < 1 << 32);
+    }
+
+    #[test]
+    fn debug_hides_the_sid() {
+        let (mut handshake, _) = anonymous(1);
+        send(handshake.receive(ANON_CREATED.as_bytes()));
+        send(handshake.receive(ANON_SUCCESS.as_bytes()));
+        send(handshake.receive(ANON_RESTARTED.as_bytes()));
+        let Ok(Step::Done(session)) = handshake.receive(ANON_BOUND.as_bytes()) else {
+            panic!("not done");
+        };
+        assert!(!format!("{session:?}").contains(SID));
+    }
+}
