@@ -28,6 +28,39 @@ pub type CredentialsFuture = Pin<Box<dyn Future<Output = Option<Credentials>> + 
 pub struct Credentials {
     kind: Kind,
     resource: Option<Arc<str>>,
+    /// Bit set of allowed [`Mechanism`]s; all when empty.
+    mechanisms: u8,
+}
+
+/// A SASL mechanism this crate can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Mechanism {
+    /// SCRAM-SHA-256 (RFC 7677).
+    ScramSha256,
+    /// SCRAM-SHA-1 (RFC 5802).
+    ScramSha1,
+    /// PLAIN (RFC 4616): the password crosses the wire, so only over TLS or
+    /// a trusted link.
+    Plain,
+    /// ANONYMOUS (RFC 4505).
+    Anonymous,
+}
+
+impl Mechanism {
+    /// The IANA name of the mechanism.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::ScramSha256 => "SCRAM-SHA-256",
+            Mechanism::ScramSha1 => "SCRAM-SHA-1",
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Anonymous => "ANONYMOUS",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -58,6 +91,7 @@ impl Credentials {
                 domain: normalize_domain(domain.as_ref()).into(),
             },
             resource: None,
+            mechanisms: 0,
         }
     }
 
@@ -88,7 +122,21 @@ impl Credentials {
                 password: password.as_ref().into(),
             },
             resource: None,
+            mechanisms: 0,
         })
+    }
+
+    /// Restricts the SASL mechanisms these credentials may use, for example
+    /// `[ScramSha256, ScramSha1]` to never send a password in PLAIN. The
+    /// strongest allowed mechanism the server offers is still preferred.
+    pub fn with_mechanisms(mut self, mechanisms: impl IntoIterator<Item = Mechanism>) -> Self {
+        self.mechanisms = mechanisms.into_iter().fold(0, |set, m| set | m.bit());
+        self
+    }
+
+    /// True when `mechanism` may be used with these credentials.
+    pub fn allows(&self, mechanism: Mechanism) -> bool {
+        self.mechanisms == 0 || self.mechanisms & mechanism.bit() != 0
     }
 
     /// Asks the server for this resource instead of letting it pick one.

@@ -96,6 +96,7 @@ pub use client::{BoshTransport, BoxError};
 pub use client::{HttpTransport, http_transport};
 pub use credentials::{
     Credentials, CredentialsFn, CredentialsFuture, CredentialsSource, FromExtensions, InvalidJid,
+    Mechanism,
 };
 pub use error::PrebindError;
 pub use future::ResponseFuture;

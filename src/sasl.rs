@@ -11,15 +11,16 @@ use std::sync::Arc;
 
 use rsasl::callback::{Context, Request, SessionCallback, SessionData};
 use rsasl::mechanisms::{anonymous, plain, scram};
-use rsasl::prelude::{Mechanism, Mechname, Registry, SASLClient, SASLConfig, Session, State};
+use rsasl::prelude::{Mechname, Registry, SASLClient, SASLConfig, Session, State};
 use rsasl::property::{AuthId, Password};
 
 use crate::bosh::NS_SASL;
-use crate::credentials::Credentials;
+use crate::credentials::{Credentials, Mechanism};
 
 /// Preference order for accounts, strongest first.
-static ACCOUNT_MECHANISMS: &[Mechanism] = &[scram::SCRAM_SHA256, scram::SCRAM_SHA1, plain::PLAIN];
-static ANONYMOUS_MECHANISMS: &[Mechanism] = &[anonymous::ANONYMOUS];
+static ACCOUNT_MECHANISMS: &[rsasl::prelude::Mechanism] =
+    &[scram::SCRAM_SHA256, scram::SCRAM_SHA1, plain::PLAIN];
+static ANONYMOUS_MECHANISMS: &[rsasl::prelude::Mechanism] = &[anonymous::ANONYMOUS];
 
 /// The mechanism names this crate may use, for error messages.
 pub(crate) const SUPPORTED: &str = "SCRAM-SHA-256, SCRAM-SHA-1, PLAIN (accounts), ANONYMOUS";
@@ -100,6 +101,16 @@ impl SaslExchange {
         let config = config(credentials)?;
         let names: Vec<&Mechname> = offered
             .iter()
+            .filter(|name| {
+                [
+                    Mechanism::ScramSha256,
+                    Mechanism::ScramSha1,
+                    Mechanism::Plain,
+                    Mechanism::Anonymous,
+                ]
+                .into_iter()
+                .any(|m| m.name() == name.as_str() && credentials.allows(m))
+            })
             .filter_map(|name| Mechname::parse(name.as_bytes()).ok())
             .collect();
         let session = SASLClient::new(config)

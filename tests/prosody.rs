@@ -1,0 +1,293 @@
+//! Against a real Prosody (started by `scripts/prosody.sh`, which
+//! `scripts/test.sh` runs): prebind through the layer, then attach from a
+//! *separate* HTTP client with the returned credentials and ping (XEP-0199).
+//!
+//! The server's URL comes from `BOSH_PREBIND_TEST_BOSH_URL`. Without it these
+//! tests are skipped locally, and fail under `CI=true`.
+#![cfg(feature = "client")]
+
+use std::convert::Infallible;
+
+use bosh_prebind::bosh::{BoshResponse, IqType};
+use bosh_prebind::{Credentials, Mechanism, PrebindLayer};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tower::{Layer, ServiceExt, service_fn};
+
+fn prosody() -> Option<Uri> {
+    match std::env::var("BOSH_PREBIND_TEST_BOSH_URL") {
+        Ok(url) => Some(url.parse().expect("BOSH_PREBIND_TEST_BOSH_URL is a URL")),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but BOSH_PREBIND_TEST_BOSH_URL is unset: run scripts/test.sh")
+        }
+        Err(_) => {
+            eprintln!("skipped: no Prosody (run scripts/test.sh)");
+            None
+        }
+    }
+}
+
+/// Prebinds through the layer (inner app never reached) and returns the
+/// answer's status, content type and body.
+async fn prebind(
+    url: &Uri,
+    credentials: Credentials,
+    request: Request<Full<Bytes>>,
+) -> (StatusCode, String, String) {
+    let app = service_fn(|_: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"app"))))
+    });
+    let service = PrebindLayer::new(url.clone())
+        .credentials(credentials)
+        .layer(app);
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(
+        response.headers()[header::CACHE_CONTROL],
+        "no-store",
+        "a session must never be cached"
+    );
+    let status = response.status();
+    let content_type = response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        content_type,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
+fn post(body: &str) -> Request<Full<Bytes>> {
+    Request::post("/prebind")
+        .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap()
+}
+
+fn get() -> Request<Full<Bytes>> {
+    Request::get("/prebind")
+        .header(header::ACCEPT, "application/json, text/javascript")
+        .body(Full::default())
+        .unwrap()
+}
+
+/// What a classic XML answer carries.
+struct XmlAnswer {
+    jid: String,
+    sid: String,
+    rid: u64,
+}
+
+fn attribute(xml: &str, name: &str) -> String {
+    let root = bosh_prebind_test_attr(xml, name);
+    root.unwrap_or_else(|| panic!("no {name} in {xml}"))
+}
+
+/// Reads an attribute of the root element with quick-xml.
+fn bosh_prebind_test_attr(xml: &str, name: &str) -> Option<String> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    loop {
+        match reader.read_event().unwrap() {
+            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
+                return e.try_get_attribute(name).unwrap().map(|a| {
+                    a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .unwrap()
+                        .into_owned()
+                });
+            }
+            quick_xml::events::Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
+fn xml_answer(body: &str) -> XmlAnswer {
+    XmlAnswer {
+        jid: attribute(body, "jid"),
+        sid: attribute(body, "sid"),
+        rid: attribute(body, "rid").parse().unwrap(),
+    }
+}
+
+/// A minimal JSON field reader for the flat answer object (values are
+/// strings without escapes or plain numbers in these tests).
+fn json_field(json: &str, key: &str) -> String {
+    let needle = format!("\"{key}\":");
+    let start = json
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + needle.len();
+    let rest = &json[start..];
+    if let Some(rest) = rest.strip_prefix('"') {
+        rest[..rest.find('"').unwrap()].to_owned()
+    } else {
+        rest[..rest.find([',', '}']).unwrap()].to_owned()
+    }
+}
+
+/// Attaches like a browser would: a new connection, the given sid and rid,
+/// an XEP-0199 ping as the first payload. Returns the parsed response.
+async fn attach_and_ping(url: &Uri, sid: &str, rid: u64, domain: &str) -> BoshResponse {
+    // A fresh client: nothing shared with the layer's pooled connections.
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let body = format!(
+        "<body xmlns='http://jabber.org/protocol/httpbind' rid='{rid}' sid='{sid}'>\
+         <iq xmlns='jabber:client' type='get' id='ping_attach' to='{domain}'>\
+         <ping xmlns='urn:xmpp:ping'/></iq></body>"
+    );
+    let request = Request::post(url.clone())
+        .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response =
+        tokio::time::timeout(std::time::Duration::from_secs(10), client.request(request))
+            .await
+            .expect("the CM answers the attach within 10 s")
+            .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    BoshResponse::parse(&bytes).unwrap()
+}
+
+fn ping_answered(response: &BoshResponse) -> bool {
+    response
+        .iqs
+        .iter()
+        .any(|iq| iq.id.as_deref() == Some("ping_attach") && iq.kind == IqType::Result)
+}
+
+fn alice() -> Credentials {
+    Credentials::account("alice@localhost", "secret-alice").unwrap()
+}
+
+#[tokio::test]
+async fn anonymous_post_answer_attaches_with_rid_plus_one() {
+    let Some(url) = prosody() else { return };
+    let (status, content_type, body) = prebind(
+        &url,
+        Credentials::anonymous("anon.localhost"),
+        post("<body xmlns='http://jabber.org/protocol/httpbind' to='anon.localhost' rid='5000' wait='60' hold='1'/>"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(content_type, "text/xml; charset=utf-8");
+    let answer = xml_answer(&body);
+    assert!(answer.jid.contains("@anon.localhost/"), "{}", answer.jid);
+    // The client's rid was the creation rid: create, auth, restart, bind.
+    assert_eq!(answer.rid, 5003, "the XML answer carries the last used rid");
+    let response = attach_and_ping(&url, &answer.sid, answer.rid + 1, "anon.localhost").await;
+    assert!(ping_answered(&response), "ping not answered: {response:?}");
+}
+
+#[tokio::test]
+async fn anonymous_get_answer_attaches_with_rid_as_given() {
+    let Some(url) = prosody() else { return };
+    let (status, content_type, body) =
+        prebind(&url, Credentials::anonymous("anon.localhost"), get()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(content_type, "application/json");
+    let jid = json_field(&body, "jid");
+    assert!(jid.contains("@anon.localhost/"), "{jid}");
+    assert_eq!(json_field(&body, "bosh_service_url"), url.to_string());
+    assert_eq!(
+        json_field(&body, "wait"),
+        "59",
+        "Converse attaches with wait 59"
+    );
+    let rid: u64 = json_field(&body, "rid").parse().unwrap();
+    let response = attach_and_ping(&url, &json_field(&body, "sid"), rid, "anon.localhost").await;
+    assert!(ping_answered(&response), "ping not answered: {response:?}");
+}
+
+#[tokio::test]
+async fn plain_account_prebinds_and_attaches() {
+    let Some(url) = prosody() else { return };
+    let (status, _, body) = prebind(
+        &url,
+        alice().with_mechanisms([Mechanism::Plain]),
+        post("<body xmlns='http://jabber.org/protocol/httpbind' to='localhost'/>"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer = xml_answer(&body);
+    assert!(answer.jid.starts_with("alice@localhost/"), "{}", answer.jid);
+    let response = attach_and_ping(&url, &answer.sid, answer.rid + 1, "localhost").await;
+    assert!(ping_answered(&response), "ping not answered: {response:?}");
+}
+
+#[tokio::test]
+async fn scram_sha1_account_prebinds_and_attaches() {
+    let Some(url) = prosody() else { return };
+    let (status, _, body) = prebind(
+        &url,
+        Credentials::account("bob@localhost", "secret-bob")
+            .unwrap()
+            .with_mechanisms([Mechanism::ScramSha1, Mechanism::ScramSha256]),
+        get(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let jid = json_field(&body, "jid");
+    assert!(jid.starts_with("bob@localhost/"), "{jid}");
+    let rid: u64 = json_field(&body, "rid").parse().unwrap();
+    let response = attach_and_ping(&url, &json_field(&body, "sid"), rid, "localhost").await;
+    assert!(ping_answered(&response), "ping not answered: {response:?}");
+}
+
+#[tokio::test]
+async fn wrong_password_is_refused_by_the_server() {
+    let Some(url) = prosody() else { return };
+    let (status, _, body) = prebind(
+        &url,
+        Credentials::account("alice@localhost", "wrong").unwrap(),
+        get(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(json_field(&body, "condition"), "not-authorized");
+}
+
+#[tokio::test]
+async fn resending_the_last_used_rid_replays_the_bind_and_drops_the_ping() {
+    // Pins the contract: the XML answer's rid is the LAST used one. A client
+    // that attaches with it unchanged (instead of rid + 1) gets the cached
+    // bind response back and its first stanza is silently lost.
+    let Some(url) = prosody() else { return };
+    let (_, _, body) = prebind(
+        &url,
+        Credentials::anonymous("anon.localhost"),
+        post("<body xmlns='http://jabber.org/protocol/httpbind'/>"),
+    )
+    .await;
+    let answer = xml_answer(&body);
+    let replayed = attach_and_ping(&url, &answer.sid, answer.rid, "anon.localhost").await;
+    assert!(!ping_answered(&replayed), "the ping must not be processed");
+    assert!(
+        replayed
+            .iqs
+            .iter()
+            .any(|iq| iq.bound_jid.as_deref() == Some(answer.jid.as_str())),
+        "Prosody replays the cached bind result: {replayed:?}"
+    );
+    // The session is still there for the right rid.
+    let response = attach_and_ping(&url, &answer.sid, answer.rid + 1, "anon.localhost").await;
+    assert!(ping_answered(&response), "ping not answered: {response:?}");
+}
+
+#[tokio::test]
+async fn an_unknown_domain_is_refused_without_asking_the_server() {
+    let Some(url) = prosody() else { return };
+    let (status, _, body) = prebind(
+        &url,
+        Credentials::anonymous("anon.localhost"),
+        post("<body xmlns='http://jabber.org/protocol/httpbind' to='no-such-host.invalid'/>"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(attribute(&body, "condition"), "host-unknown");
+}
