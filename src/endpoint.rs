@@ -269,7 +269,10 @@ fn success(config: &Config, format: Format, session: &PrebindSession) -> Respons
         Format::Xml => ("text/xml; charset=utf-8", xml_success(session)),
         Format::Json => ("application/json", json_success(config, session)),
     };
-    respond(StatusCode::OK, content_type, body)
+    let mut response = respond(StatusCode::OK, content_type, body);
+    // For outer middleware (metrics, audit); its Debug hides the sid.
+    response.extensions_mut().insert(session.clone());
+    response
 }
 
 /// The seed-era answer: `rid` is the last RID used; the page calls
