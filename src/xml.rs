@@ -177,7 +177,7 @@ pub(crate) fn parse(input: &[u8]) -> Result<Element, XmlError> {
     }
 }
 
-fn close(stack: &mut Vec<Element>, root: &mut Option<Element>, element: Element) {
+fn close(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
     match stack.last_mut() {
         Some(parent) => parent.children.push(element),
         None => *root = Some(element),
