@@ -104,3 +104,8 @@ pub use handshake::PrebindSession;
 pub use layer::PrebindLayer;
 pub use sasl::SaslError;
 pub use service::Prebind;
+
+/// The README's Rust examples, compiled as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
