@@ -84,6 +84,7 @@ mod endpoint;
 mod error;
 mod future;
 pub mod handshake;
+mod inject;
 mod json;
 mod layer;
 mod sasl;
