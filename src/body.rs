@@ -1,13 +1,19 @@
 //! [`PrebindBody`], the response body of the [`Prebind`](crate::Prebind)
-//! service: the inner service's body, untouched, or an answer made here.
+//! service: the inner service's body untouched, an answer made here, or an
+//! HTML page streamed through the injector.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
+
+use crate::inject::{HtmlScanner, Scan};
+use crate::snippet::PendingSnippet;
 
 pin_project! {
     /// Response body of [`Prebind`](crate::Prebind).
@@ -22,7 +28,35 @@ pin_project! {
     enum Kind<B> {
         Inner { #[pin] body: B },
         Full { #[pin] body: Full<Bytes> },
+        Injecting { #[pin] body: B, injector: Injector },
     }
+}
+
+/// Streams a page, holding only the insertion point until the snippet is
+/// ready: bytes before it go out as they arrive.
+#[derive(Debug)]
+struct Injector {
+    scanner: HtmlScanner,
+    snippet: PendingSnippet,
+    /// Frames ready to go out, in order.
+    queue: VecDeque<Bytes>,
+    phase: Phase,
+    trailers: Option<HeaderMap>,
+    /// Scratch space for the scanner's output.
+    out: Vec<Bytes>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Looking for the insertion point.
+    Scanning,
+    /// At the insertion point: `after` follows the snippet; `inner_done`
+    /// when the page has no more bytes.
+    AwaitSnippet { after: [Bytes; 2], inner_done: bool },
+    /// Snippet written: the rest of the page passes through.
+    Passthrough,
+    /// The inner body ended.
+    Finished,
 }
 
 impl<B> PrebindBody<B> {
@@ -35,6 +69,22 @@ impl<B> PrebindBody<B> {
     pub(crate) fn full(body: Full<Bytes>) -> Self {
         PrebindBody {
             kind: Kind::Full { body },
+        }
+    }
+
+    pub(crate) fn injecting(body: B, scanner: HtmlScanner, snippet: PendingSnippet) -> Self {
+        PrebindBody {
+            kind: Kind::Injecting {
+                body,
+                injector: Injector {
+                    scanner,
+                    snippet,
+                    queue: VecDeque::new(),
+                    phase: Phase::Scanning,
+                    trailers: None,
+                    out: Vec::new(),
+                },
+            },
         }
     }
 }
@@ -55,6 +105,64 @@ where
             KindProj::Full { body } => body
                 .poll_frame(cx)
                 .map(|frame| frame.map(|f| f.map_err(|never| match never {}))),
+            KindProj::Injecting { mut body, injector } => loop {
+                // Keep the handshake moving whatever else waits.
+                injector.snippet.progress(cx);
+                if let Some(bytes) = injector.queue.pop_front() {
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                }
+                match &mut injector.phase {
+                    Phase::AwaitSnippet { after, inner_done } => {
+                        let snippet = ready!(injector.snippet.poll_take(cx));
+                        injector.queue.extend(snippet);
+                        injector.queue.extend(after.iter_mut().map(std::mem::take));
+                        injector.phase = if *inner_done {
+                            Phase::Finished
+                        } else {
+                            Phase::Passthrough
+                        };
+                    }
+                    Phase::Finished => {
+                        return Poll::Ready(
+                            injector.trailers.take().map(|t| Ok(Frame::trailers(t))),
+                        );
+                    }
+                    Phase::Passthrough => {
+                        // Data and trailers alike, untouched.
+                        let frame = ready!(body.as_mut().poll_frame(cx));
+                        if frame.is_none() {
+                            injector.phase = Phase::Finished;
+                        }
+                        return Poll::Ready(frame);
+                    }
+                    Phase::Scanning => match ready!(body.as_mut().poll_frame(cx)) {
+                        Some(Ok(frame)) => match frame.into_data() {
+                            Ok(data) => {
+                                let scan = injector.scanner.feed(data, &mut injector.out);
+                                injector.queue.extend(injector.out.drain(..));
+                                if let Scan::Found { held, rest } = scan {
+                                    injector.phase = Phase::AwaitSnippet {
+                                        after: [held, rest],
+                                        inner_done: false,
+                                    };
+                                }
+                            }
+                            Err(frame) => {
+                                // Trailers end the body: the page had no
+                                // insertion point, so the snippet goes last,
+                                // then the trailers.
+                                injector.trailers = frame.into_trailers().ok();
+                                end_of_page(injector);
+                            }
+                        },
+                        Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                        None => end_of_page(injector),
+                    },
+                }
+            },
         }
     }
 
@@ -62,6 +170,11 @@ where
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
             Kind::Full { body } => body.is_end_stream(),
+            Kind::Injecting { injector, .. } => {
+                matches!(injector.phase, Phase::Finished)
+                    && injector.queue.is_empty()
+                    && injector.trailers.is_none()
+            }
         }
     }
 
@@ -69,6 +182,43 @@ where
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
             Kind::Full { body } => body.size_hint(),
+            Kind::Injecting { body, injector } => {
+                let queued: u64 = injector.queue.iter().map(|b| b.len() as u64).sum();
+                let inner = match injector.phase {
+                    Phase::Finished => SizeHint::with_exact(0),
+                    _ => body.size_hint(),
+                };
+                let mut hint = SizeHint::new();
+                match &injector.phase {
+                    Phase::Scanning | Phase::AwaitSnippet { .. } => {
+                        let after: u64 = match &injector.phase {
+                            Phase::AwaitSnippet { after, .. } => {
+                                after.iter().map(|b| b.len() as u64).sum()
+                            }
+                            _ => 0,
+                        };
+                        // The snippet's length is unknown until it is made.
+                        hint.set_lower(inner.lower() + queued + after);
+                    }
+                    Phase::Passthrough | Phase::Finished => {
+                        hint.set_lower(inner.lower() + queued);
+                        if let Some(upper) = inner.upper() {
+                            hint.set_upper(upper + queued);
+                        }
+                    }
+                }
+                hint
+            }
         }
     }
+}
+
+/// The page ended without an insertion point: the snippet goes at the end.
+fn end_of_page(injector: &mut Injector) {
+    injector.scanner.finish(&mut injector.out);
+    injector.queue.extend(injector.out.drain(..));
+    injector.phase = Phase::AwaitSnippet {
+        after: [Bytes::new(), Bytes::new()],
+        inner_done: true,
+    };
 }

@@ -338,7 +338,8 @@ fn iq(element: &Element) -> Iq {
         bound_jid: element
             .child(NS_BIND, "bind")
             .and_then(|b| b.child(NS_BIND, "jid"))
-            .map(|j| j.text.trim().to_owned()),
+            // Not trimmed: a resource may begin or end with a space.
+            .map(|j| j.text.clone()),
         error_condition: element.child(NS_CLIENT, "error").map(|e| {
             e.child_in(NS_STANZAS)
                 .filter(|c| &*c.name != "text")

@@ -21,11 +21,12 @@ use quick_xml::escape::escape;
 
 use crate::bosh::{NS_BIND, NS_CLIENT, NS_HTTPBIND};
 use crate::client::{self, BoshTransport, BoxError};
-use crate::credentials::normalize_domain;
+use crate::credentials::{Credentials, normalize_domain};
 use crate::error::PrebindError;
 use crate::handshake::{HandshakeConfig, PrebindSession};
 use crate::json::JsonObject;
 use crate::layer::Config;
+use crate::snippet::{SnippetContext, SnippetFuture, default_snippet};
 use crate::xml;
 
 /// The answer format follows the request: XML for POST, JSON otherwise.
@@ -59,7 +60,13 @@ where
     } else {
         Format::Json
     };
-    match prebind(&config, transport, request).await {
+    let cors = allowed_cors_origin(request.headers(), &config.allowed_origins).cloned();
+    if request.method() == Method::OPTIONS {
+        if let Some(origin) = cors {
+            return preflight(origin);
+        }
+    }
+    let mut response = match prebind(&config, transport, request).await {
         Ok(session) => success(&config, format, &session),
         Err(error) => {
             if error.is_client_error() {
@@ -69,7 +76,44 @@ where
             }
             failure(format, error)
         }
+    };
+    if let Some(origin) = cors {
+        allow_cors(response.headers_mut(), origin);
     }
+    response
+}
+
+/// A CORS preflight from an allowed origin (Fetch standard §3.2.2): the
+/// browser asks before a `text/xml` POST.
+fn preflight(origin: HeaderValue) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    allow_cors(headers, origin);
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    response
+}
+
+/// Names the one allowed origin, with credentials (it was allowed to make
+/// credentialed prebinds), and varies caches by `Origin`.
+fn allow_cors(headers: &mut HeaderMap, origin: HeaderValue) {
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
 }
 
 async fn prebind<B, T>(
@@ -85,10 +129,18 @@ where
     if parts.method != Method::GET && parts.method != Method::POST {
         return Err(PrebindError::MethodNotAllowed);
     }
-    check_same_site(&parts.headers, &config.allowed_origins)?;
+    check_same_site(
+        &parts.headers,
+        request_host(&parts),
+        &config.allowed_origins,
+    )?;
     let asked = if parts.method == Method::POST {
         let typed = check_content_type(&parts.headers)?;
-        let bytes = read_body(&parts.headers, body, config.max_request_body).await?;
+        // A slow client must not hold the request open forever.
+        let read = read_body(&parts.headers, body, config.max_request_body);
+        let bytes = tokio::time::timeout(config.client.request_timeout, read)
+            .await
+            .map_err(|_| PrebindError::RequestTimeout)??;
         if !typed && !bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(PrebindError::UnsupportedMediaType);
         }
@@ -107,6 +159,17 @@ where
         .credentials(&parts)
         .await
         .ok_or(PrebindError::NoCredentials)?;
+    establish(config, transport, credentials, to, &asked).await
+}
+
+/// Checks the credentials' domain and runs the handshake.
+async fn establish<T: BoshTransport>(
+    config: &Config,
+    transport: T,
+    credentials: Credentials,
+    to: Option<String>,
+    asked: &PrebindRequest,
+) -> Result<PrebindSession, PrebindError> {
     let domain = credentials.domain();
     if !config.is_allowed(domain) || to.as_deref().is_some_and(|to| to != domain) {
         return Err(PrebindError::DomainNotAllowed(
@@ -122,6 +185,45 @@ where
     client::run(transport, &config.client, handshake).await
 }
 
+/// The snippet for a page: runs the handshake for the request's credentials
+/// and renders the session or the error; `None` when there is nobody to log
+/// in (the page is served as is).
+pub(crate) fn page_snippet<T: BoshTransport>(
+    config: Arc<Config>,
+    transport: T,
+    parts: &http::request::Parts,
+) -> SnippetFuture {
+    let credentials = config.credentials.credentials(parts);
+    Box::pin(async move {
+        let credentials = credentials.await?;
+        let outcome = establish(
+            &config,
+            transport,
+            credentials,
+            None,
+            &PrebindRequest::default(),
+        )
+        .await;
+        let json = match &outcome {
+            Ok(session) => json_success(&config, session),
+            Err(error) => {
+                tracing::warn!(%error, "prebind for a page failed; serving it with the error object");
+                json_error(error)
+            }
+        };
+        let pages = &config.pages;
+        let markup = match &pages.renderer {
+            Some(render) => render(SnippetContext {
+                outcome: outcome.as_ref(),
+                json: &json,
+                bosh_service_url: config.bosh_service_url(),
+            }),
+            None => default_snippet(&pages.element_id, &json),
+        };
+        Some(Bytes::from(markup))
+    })
+}
+
 /// A client's value clamped to `1..=max`, or the default.
 fn clamp(value: Option<u64>, default: u32, max: u32) -> u32 {
     value
@@ -133,7 +235,11 @@ fn clamp(value: Option<u64>, default: u32, max: u32) -> u32 {
 /// must not be able to spend our handshakes or learn a session made with the
 /// visitor's cookies. `Sec-Fetch-Site` is trusted when present (browsers set
 /// it and pages cannot); otherwise `Origin` must match `Host`.
-fn check_same_site(headers: &HeaderMap, allowed: &[String]) -> Result<(), PrebindError> {
+fn check_same_site(
+    headers: &HeaderMap,
+    host: Option<&str>,
+    allowed: &[String],
+) -> Result<(), PrebindError> {
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let origin_allowed =
         || origin.is_some_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o)));
@@ -151,7 +257,6 @@ fn check_same_site(headers: &HeaderMap, allowed: &[String]) -> Result<(), Prebin
     if origin_allowed() {
         return Ok(());
     }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let origin_host = origin
         .split_once("://")
         .map(|(_, rest)| rest.trim_end_matches('/'));
@@ -159,6 +264,27 @@ fn check_same_site(headers: &HeaderMap, allowed: &[String]) -> Result<(), Prebin
         (Some(o), Some(h)) if o.eq_ignore_ascii_case(h) => Ok(()),
         _ => Err(PrebindError::CrossSite),
     }
+}
+
+/// The host the request was sent to: the `Host` header (HTTP/1.1), else the
+/// URI's authority (HTTP/2 `:authority`, RFC 9113 §8.3.1).
+fn request_host(parts: &http::request::Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+}
+
+/// The `Origin` of a cross-origin request from an allowed origin, which
+/// gets CORS headers naming exactly that origin (never a wildcard).
+fn allowed_cors_origin<'a>(headers: &'a HeaderMap, allowed: &[String]) -> Option<&'a HeaderValue> {
+    let origin = headers.get(header::ORIGIN)?;
+    let text = origin.to_str().ok()?;
+    allowed
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(text))
+        .then_some(origin)
 }
 
 /// Ok(true) for an XML type, Ok(false) for none (allowed for an empty body,
@@ -445,37 +571,57 @@ mod tests {
             map
         };
         let allowed = vec!["https://partner.example".to_owned()];
-        assert!(check_same_site(&headers(&[]), &allowed).is_ok());
-        assert!(check_same_site(&headers(&[("sec-fetch-site", "same-origin")]), &allowed).is_ok());
-        assert!(check_same_site(&headers(&[("sec-fetch-site", "cross-site")]), &allowed).is_err());
-        assert!(check_same_site(&headers(&[("sec-fetch-site", "same-site")]), &allowed).is_err());
+        assert!(check_same_site(&headers(&[]), None, &allowed).is_ok());
+        assert!(
+            check_same_site(
+                &headers(&[("sec-fetch-site", "same-origin")]),
+                None,
+                &allowed
+            )
+            .is_ok()
+        );
+        assert!(
+            check_same_site(
+                &headers(&[("sec-fetch-site", "cross-site")]),
+                None,
+                &allowed
+            )
+            .is_err()
+        );
+        assert!(
+            check_same_site(&headers(&[("sec-fetch-site", "same-site")]), None, &allowed).is_err()
+        );
         assert!(
             check_same_site(
                 &headers(&[
                     ("sec-fetch-site", "cross-site"),
                     ("origin", "https://partner.example")
                 ]),
+                None,
                 &allowed
             )
             .is_ok()
         );
         assert!(
             check_same_site(
-                &headers(&[("origin", "http://app.example"), ("host", "app.example")]),
+                &headers(&[("origin", "http://app.example")]),
+                Some("app.example"),
                 &allowed
             )
             .is_ok()
         );
         assert!(
             check_same_site(
-                &headers(&[("origin", "http://evil.example"), ("host", "app.example")]),
+                &headers(&[("origin", "http://evil.example")]),
+                Some("app.example"),
                 &allowed
             )
             .is_err()
         );
         assert!(
             check_same_site(
-                &headers(&[("origin", "null"), ("host", "app.example")]),
+                &headers(&[("origin", "null")]),
+                Some("app.example"),
                 &allowed
             )
             .is_err()

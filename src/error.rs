@@ -22,6 +22,9 @@ pub enum PrebindError {
     /// The POST body is not XML.
     #[error("unsupported content type: send text/xml or application/xml")]
     UnsupportedMediaType,
+    /// The request body did not arrive within the request timeout.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// The request body is over the configured cap.
     #[error("request body over the {0}-byte limit")]
     PayloadTooLarge(usize),
@@ -62,6 +65,7 @@ impl PrebindError {
             PrebindError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             PrebindError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PrebindError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            PrebindError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             PrebindError::DomainNotAllowed(_) | PrebindError::CrossSite => StatusCode::FORBIDDEN,
             PrebindError::NoCredentials => StatusCode::UNAUTHORIZED,
             PrebindError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -80,7 +84,8 @@ impl PrebindError {
             PrebindError::BadRequest(_)
             | PrebindError::MethodNotAllowed
             | PrebindError::UnsupportedMediaType
-            | PrebindError::PayloadTooLarge(_) => "bad-request",
+            | PrebindError::PayloadTooLarge(_)
+            | PrebindError::RequestTimeout => "bad-request",
             PrebindError::DomainNotAllowed(_) => "host-unknown",
             PrebindError::CrossSite | PrebindError::Overloaded => "policy-violation",
             PrebindError::NoCredentials => "not-authorized",

@@ -1,15 +1,19 @@
-//! [`ResponseFuture`] of the [`Prebind`](crate::Prebind) service.
+//! [`ResponseFuture`] of the [`Prebind`](crate::Prebind) service, and the
+//! header rules for injected pages (DESIGN §3.4).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::Response;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
 use crate::body::PrebindBody;
+use crate::inject::HtmlScanner;
+use crate::snippet::PendingSnippet;
 
 /// A boxed answer made by the middleware itself.
 pub(crate) type AnswerFuture = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
@@ -27,9 +31,17 @@ pin_project! {
     enum Kind<F> {
         // The inner service's future, untouched.
         Passthrough { #[pin] future: F },
-        // The prebind path, answered by the middleware (the only boxed path:
-        // it does I/O anyway).
+        // The prebind path, answered by the middleware (the only boxed path
+        // besides the snippet: both do I/O anyway).
         Answered { future: AnswerFuture },
+        // An HTML route: the inner service and the handshake run together.
+        Injecting {
+            #[pin] future: F,
+            snippet: Option<PendingSnippet>,
+            scanner: Option<HtmlScanner>,
+        },
+        // HEAD on an HTML route: no handshake, but the headers GET would get.
+        Head { #[pin] future: F },
     }
 }
 
@@ -43,6 +55,22 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn answered(future: AnswerFuture) -> Self {
         ResponseFuture {
             kind: Kind::Answered { future },
+        }
+    }
+
+    pub(crate) fn injecting(future: F, snippet: PendingSnippet, scanner: HtmlScanner) -> Self {
+        ResponseFuture {
+            kind: Kind::Injecting {
+                future,
+                snippet: Some(snippet),
+                scanner: Some(scanner),
+            },
+        }
+    }
+
+    pub(crate) fn head(future: F) -> Self {
+        ResponseFuture {
+            kind: Kind::Head { future },
         }
     }
 }
@@ -63,6 +91,64 @@ where
                 let response = ready!(future.as_mut().poll(cx));
                 Poll::Ready(Ok(response.map(PrebindBody::full)))
             }
+            KindProj::Injecting {
+                future,
+                snippet,
+                scanner,
+            } => {
+                // Drive the handshake while the inner service works.
+                if let Some(snippet) = snippet.as_mut() {
+                    snippet.progress(cx);
+                }
+                let mut response = ready!(future.poll(cx))?;
+                match (snippet.take(), scanner.take()) {
+                    (Some(snippet), Some(scanner)) if is_injectable(&response) => {
+                        make_uncacheable(response.headers_mut());
+                        Poll::Ready(Ok(
+                            response.map(|body| PrebindBody::injecting(body, scanner, snippet))
+                        ))
+                    }
+                    // Not a page we can write into: dropping the snippet
+                    // cancels its handshake (see the crate docs).
+                    _ => Poll::Ready(Ok(response.map(PrebindBody::inner))),
+                }
+            }
+            KindProj::Head { future } => {
+                let mut response = ready!(future.poll(cx))?;
+                if is_injectable(&response) {
+                    make_uncacheable(response.headers_mut());
+                }
+                Poll::Ready(Ok(response.map(PrebindBody::inner)))
+            }
         }
     }
+}
+
+/// A complete, uncompressed HTML document (DESIGN §3.4).
+fn is_injectable<B>(response: &Response<B>) -> bool {
+    let headers = response.headers();
+    let html = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/html"));
+    let identity = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .all(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    response.status() == StatusCode::OK
+        && html
+        && identity
+        && !headers.contains_key(header::CONTENT_RANGE)
+}
+
+/// An injected page carries a session: it must not be stored or revalidated
+/// (a cache would hand one visitor's session to another), and its length
+/// changes by a snippet not known when the head goes out.
+fn make_uncacheable(headers: &mut HeaderMap) {
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::ETAG);
+    headers.remove(header::LAST_MODIFIED);
+    headers.remove(header::ACCEPT_RANGES);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }

@@ -482,9 +482,10 @@ fn check_body_type(response: &BoshResponse) -> Result<(), HandshakeError> {
     }
 }
 
-/// A bind result must be `[local@]domain/resource` with no whitespace or
-/// control characters (RFC 7622 §3); the server, not us, is the authority on
-/// the rest.
+/// A bind result must be `[local@]domain/resource` (RFC 7622 §3): no
+/// control characters anywhere, no whitespace in the bare JID (the resource
+/// may contain spaces, RFC 7622 §3.4). The server, not us, is the authority
+/// on the rest.
 fn is_full_jid(jid: &str) -> bool {
     let Some((bare, resource)) = jid.split_once('/') else {
         return false;
@@ -493,7 +494,8 @@ fn is_full_jid(jid: &str) -> bool {
     !domain.is_empty()
         && !resource.is_empty()
         && jid.len() <= 3071
-        && !jid.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !bare.chars().any(char::is_whitespace)
+        && !jid.chars().any(char::is_control)
 }
 
 fn random_rid() -> u64 {

@@ -115,6 +115,7 @@ impl HtmlScanner {
     }
 
     /// True once the insertion point was found (or `finish` was called).
+    #[cfg(test)]
     pub(crate) fn is_done(&self) -> bool {
         self.state == State::Done
     }

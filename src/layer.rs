@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
+use http::request::Parts;
 use tower_layer::Layer;
 
 use crate::client::ClientSettings;
@@ -12,6 +13,7 @@ use crate::credentials::{
     CredentialsFn, CredentialsSource, FromExtensions, NoCredentials, normalize_domain,
 };
 use crate::service::Prebind;
+use crate::snippet::Renderer;
 
 /// Everything the middleware needs, shared by all its clones in one `Arc`.
 #[derive(Clone)]
@@ -28,6 +30,36 @@ pub(crate) struct Config {
     pub(crate) route: Option<String>,
     pub(crate) max_request_body: usize,
     pub(crate) allowed_origins: Vec<String>,
+    pub(crate) pages: Pages,
+}
+
+/// Which HTML responses get a session, and how it is written into them.
+#[derive(Clone)]
+pub(crate) struct Pages {
+    pub(crate) paths: Vec<String>,
+    pub(crate) prefixes: Vec<String>,
+    pub(crate) predicate: Option<Arc<PagePredicate>>,
+    /// The whole marker comment, `<!--…-->`.
+    pub(crate) marker: Box<[u8]>,
+    pub(crate) marker_only: bool,
+    pub(crate) element_id: String,
+    pub(crate) renderer: Option<Arc<Renderer>>,
+}
+
+/// Decides whether a request's page gets a session.
+pub(crate) type PagePredicate = dyn Fn(&Parts) -> bool + Send + Sync;
+
+impl Pages {
+    /// True when no route is configured: the fast path skips everything.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.paths.is_empty() && self.prefixes.is_empty() && self.predicate.is_none()
+    }
+
+    /// Matches by path alone (the predicate needs the request head).
+    pub(crate) fn matches_path(&self, path: &str) -> bool {
+        self.paths.iter().any(|p| p == path)
+            || self.prefixes.iter().any(|p| path.starts_with(p.as_str()))
+    }
 }
 
 impl Config {
@@ -50,6 +82,15 @@ impl Config {
             route: None,
             max_request_body: 2048,
             allowed_origins: Vec::new(),
+            pages: Pages {
+                paths: Vec::new(),
+                prefixes: Vec::new(),
+                predicate: None,
+                marker: Box::from(&b"<!--xmpp-prebind-->"[..]),
+                marker_only: false,
+                element_id: "xmpp-prebind".to_owned(),
+                renderer: None,
+            },
         }
     }
 
@@ -76,6 +117,9 @@ impl fmt::Debug for Config {
             .field("max_hold", &self.max_hold)
             .field("max_request_body", &self.max_request_body)
             .field("allowed_origins", &self.allowed_origins)
+            .field("inject_paths", &self.pages.paths)
+            .field("inject_prefixes", &self.pages.prefixes)
+            .field("marker", &String::from_utf8_lossy(&self.pages.marker))
             .finish_non_exhaustive()
     }
 }
@@ -268,6 +312,85 @@ impl<T> PrebindLayer<T> {
     /// (`https://app.example.org`), which cross-site checks refuse otherwise.
     pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
         self.config().allowed_origins.push(origin.into());
+        self
+    }
+}
+
+/// HTML injection: which pages get a session, and where it goes.
+impl<T> PrebindLayer<T> {
+    /// Injects a session into the HTML answered for exactly this path
+    /// (`GET` only; the handshake runs concurrently with your handler).
+    pub fn inject_path(mut self, path: impl Into<String>) -> Self {
+        self.config().pages.paths.push(path.into());
+        self
+    }
+
+    /// Injects a session into the HTML answered for paths under `prefix`.
+    pub fn inject_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config().pages.prefixes.push(prefix.into());
+        self
+    }
+
+    /// Injects a session into the HTML answered for requests `predicate`
+    /// accepts (in addition to the paths and prefixes).
+    pub fn inject_when<F>(mut self, predicate: F) -> Self
+    where
+        F: Fn(&Parts) -> bool + Send + Sync + 'static,
+    {
+        self.config().pages.predicate = Some(Arc::new(predicate));
+        self
+    }
+
+    /// The marker comment's text: `marker("chat")` places the snippet at
+    /// `<!--chat-->` (default `xmpp-prebind`).
+    ///
+    /// # Panics
+    ///
+    /// When the text is empty, longer than 50 bytes, or contains `--` or `>`
+    /// (it would not be one comment).
+    pub fn marker(mut self, text: &str) -> Self {
+        assert!(
+            !text.is_empty()
+                && text.len() + 7 <= crate::inject::MAX_MARKER_LEN
+                && !text.contains("--")
+                && !text.contains('>'),
+            "invalid marker comment text {text:?}: 1-50 bytes, no '--' or '>'"
+        );
+        self.config().pages.marker = format!("<!--{text}-->").into_bytes().into_boxed_slice();
+        self
+    }
+
+    /// Places the snippet only at the marker, wherever it is in the page (or
+    /// at the end without one), ignoring `</head>` and `<body>`.
+    pub fn marker_only(mut self, marker_only: bool) -> Self {
+        self.config().pages.marker_only = marker_only;
+        self
+    }
+
+    /// The `id` of the injected `<script>` element (default `xmpp-prebind`).
+    ///
+    /// # Panics
+    ///
+    /// When the id is empty, over 64 bytes, or has characters other than
+    /// ASCII letters, digits, `-`, `_`, `.` and `:`.
+    pub fn snippet_id(mut self, id: impl Into<String>) -> Self {
+        let id = id.into();
+        assert!(
+            crate::snippet::valid_element_id(&id),
+            "invalid snippet element id {id:?}"
+        );
+        self.config().pages.element_id = id;
+        self
+    }
+
+    /// Renders the injected markup yourself (the default is a
+    /// `<script type="application/json">` element). Whatever you return is
+    /// inserted verbatim: escape what you interpolate.
+    pub fn render_snippet<F>(mut self, render: F) -> Self
+    where
+        F: Fn(crate::SnippetContext<'_>) -> String + Send + Sync + 'static,
+    {
+        self.config().pages.renderer = Some(Arc::new(render));
         self
     }
 }

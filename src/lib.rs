@@ -89,6 +89,7 @@ mod json;
 mod layer;
 mod sasl;
 mod service;
+mod snippet;
 mod xml;
 
 pub use body::PrebindBody;
@@ -105,6 +106,7 @@ pub use handshake::PrebindSession;
 pub use layer::PrebindLayer;
 pub use sasl::SaslError;
 pub use service::Prebind;
+pub use snippet::SnippetContext;
 
 /// The README's Rust examples, compiled as doctests.
 #[doc = include_str!("../README.md")]

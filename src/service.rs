@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::{Method, Request, Response, header};
 use http_body::Body;
 use tower_service::Service;
 
@@ -13,7 +13,9 @@ use crate::body::PrebindBody;
 use crate::client::{BoshTransport, BoxError};
 use crate::endpoint;
 use crate::future::ResponseFuture;
+use crate::inject::HtmlScanner;
 use crate::layer::Config;
+use crate::snippet::PendingSnippet;
 
 /// The service [`PrebindLayer`](crate::PrebindLayer) produces.
 #[derive(Clone, Debug)]
@@ -63,11 +65,47 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        if request.uri().path() != self.config.prebind_path {
+        let path = request.uri().path();
+        if path == self.config.prebind_path {
+            let config = Arc::clone(&self.config);
+            let transport = self.transport.clone();
+            return ResponseFuture::answered(Box::pin(endpoint::answer(
+                config, transport, request,
+            )));
+        }
+        let pages = &self.config.pages;
+        let method = request.method();
+        if pages.is_empty() || (method != Method::GET && method != Method::HEAD) {
             return ResponseFuture::passthrough(self.inner.call(request));
         }
-        let config = Arc::clone(&self.config);
-        let transport = self.transport.clone();
-        ResponseFuture::answered(Box::pin(endpoint::answer(config, transport, request)))
+        let by_path = pages.matches_path(path);
+        let (mut parts, body) = request.into_parts();
+        let matched = by_path || pages.predicate.as_ref().is_some_and(|p| p(&parts));
+        if !matched {
+            return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body)));
+        }
+        // The page must come back whole and uncompressed to be written into
+        // (put compression outside this layer), and fresh: a 304 or a range
+        // cannot carry a new session.
+        for name in [
+            header::ACCEPT_ENCODING,
+            header::RANGE,
+            header::IF_RANGE,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+        ] {
+            parts.headers.remove(name);
+        }
+        if parts.method == Method::HEAD {
+            return ResponseFuture::head(self.inner.call(Request::from_parts(parts, body)));
+        }
+        // Start the handshake now, before the inner service runs.
+        let snippet =
+            endpoint::page_snippet(Arc::clone(&self.config), self.transport.clone(), &parts);
+        let scanner = HtmlScanner::new(&pages.marker, pages.marker_only);
+        let future = self.inner.call(Request::from_parts(parts, body));
+        ResponseFuture::injecting(future, PendingSnippet::Running(snippet), scanner)
     }
 }

@@ -1528,9 +1528,6 @@ async fn a_resource_with_markup_characters_is_escaped_in_both_formats() {
 }
 
 #[tokio::test]
-#[ignore = "BUG: src/handshake.rs is_full_jid refuses any whitespace, but RFC 7622 §3.5 \
-            lists `juliet@example.com/foo bar` as valid: a bound resource with a space \
-            gives 502 InvalidJid"]
 async fn a_bound_resource_with_a_space_is_handed_out() {
     let cm = FakeCm::new(Script {
         client: Credentials::account(ALICE, ALICE_PASSWORD)
@@ -1576,9 +1573,6 @@ async fn a_same_origin_post_with_matching_origin_and_host_is_accepted() {
 }
 
 #[tokio::test]
-#[ignore = "BUG: src/endpoint.rs check_same_site compares Origin with the Host header \
-            only; over HTTP/2 the host is in the URI (:authority) and there is no Host \
-            header, so a same-origin POST without Sec-Fetch-Site gets 403"]
 async fn a_same_origin_post_over_http2_without_host_header_is_accepted() {
     // HTTP/2 carries the host in `:authority`, which hyper puts in the URI;
     // there is no Host header. An older browser sends Origin but no

@@ -1,0 +1,498 @@
+//! HTML injection (DESIGN §3.4) against an in-memory connection manager:
+//! where the snippet goes, which responses are left alone, the header rules,
+//! fail-open, and that the page streams while the handshake runs.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bosh_prebind::{Credentials, PrebindLayer};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body::Body;
+use http_body_util::channel::Channel;
+use http_body_util::{BodyExt, Full};
+use tokio::sync::Semaphore;
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+const BOSH_URL: &str = "http://cm.invalid/http-bind";
+const JID: &str = "guest@anon.localhost/r1";
+const PAGE: &str = "<!doctype html><html><head><title>t</title></head><body>hi</body></html>";
+
+/// How the fake CM behaves.
+#[derive(Clone, Copy, PartialEq)]
+enum Cm {
+    /// Answers like Prosody for an anonymous login.
+    Working,
+    /// Connection refused.
+    Refused,
+    /// Never answers.
+    Silent,
+}
+
+/// An in-memory anonymous-only CM; records what it was sent. Its first
+/// answers wait for `gate` to open when one is given.
+#[derive(Clone)]
+struct FakeCm {
+    mode: Cm,
+    jid: &'static str,
+    received: Arc<Mutex<Vec<String>>>,
+    gate: Option<Arc<Semaphore>>,
+}
+
+impl FakeCm {
+    fn new(mode: Cm) -> Self {
+        FakeCm {
+            mode,
+            jid: JID,
+            received: Arc::default(),
+            gate: None,
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
+    async fn answer(
+        self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<Full<Bytes>>, std::io::Error> {
+        let body = request.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        self.received.lock().unwrap().push(body.clone());
+        match self.mode {
+            Cm::Refused => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    "refused",
+                ));
+            }
+            Cm::Silent => std::future::pending::<()>().await,
+            Cm::Working => {}
+        }
+        if let Some(gate) = &self.gate {
+            // Closed until the test adds a permit; then open for good.
+            drop(gate.acquire().await.unwrap());
+        }
+        let head = "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams' sid='s1'";
+        let xml = if !body.contains("sid=") {
+            format!(
+                "{head} wait='60' hold='1' inactivity='60'><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>ANONYMOUS</mechanism></mechanisms></stream:features></body>"
+            )
+        } else if body.contains("<auth") {
+            format!("{head}><success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></body>")
+        } else if body.contains("restart='true'") {
+            format!(
+                "{head}><stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features></body>"
+            )
+        } else {
+            let jid = quick_xml::escape::escape(self.jid);
+            format!(
+                "{head}><iq xmlns='jabber:client' type='result' id='bind_1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>{jid}</jid></bind></iq></body>"
+            )
+        };
+        Ok(Response::new(Full::new(Bytes::from(xml))))
+    }
+}
+
+/// The layer around `app`, anonymous on anon.localhost, injecting into `/`.
+fn layer(
+    cm: &FakeCm,
+) -> PrebindLayer<
+    impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = std::io::Error,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static,
+> {
+    let cm = cm.clone();
+    PrebindLayer::with_transport(
+        BOSH_URL.parse().unwrap(),
+        service_fn(move |request| cm.clone().answer(request)),
+    )
+    .credentials(Credentials::anonymous("anon.localhost"))
+    .inject_path("/")
+    .request_timeout(Duration::from_secs(2))
+    .handshake_timeout(Duration::from_secs(3))
+}
+
+/// An app answering every request with `response`, recording request heads.
+fn app(
+    response: fn() -> Response<Full<Bytes>>,
+    seen: Arc<Mutex<Vec<HeaderMap>>>,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future: Send,
+> + Clone {
+    service_fn(move |request: Request<Full<Bytes>>| {
+        seen.lock().unwrap().push(request.headers().clone());
+        async move { Ok::<_, Infallible>(response()) }
+    })
+}
+
+fn html_page() -> Response<Full<Bytes>> {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CONTENT_LENGTH, PAGE.len())
+        .header(header::ETAG, "\"v1\"")
+        .header(header::LAST_MODIFIED, "Wed, 25 Nov 2026 10:00:00 GMT")
+        .body(Full::new(Bytes::from_static(PAGE.as_bytes())))
+        .unwrap()
+}
+
+fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .header(header::ACCEPT_ENCODING, "gzip, br")
+        .header(header::RANGE, "bytes=0-10")
+        .header(header::IF_NONE_MATCH, "\"v1\"")
+        .header(header::IF_MODIFIED_SINCE, "Wed, 25 Nov 2026 10:00:00 GMT")
+        .body(Full::default())
+        .unwrap()
+}
+
+async fn text<B: Body<Data = Bytes, Error: std::fmt::Debug>>(body: B) -> String {
+    String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+/// The JSON inside the injected element, and the page around it.
+fn snippet(page: &str) -> (String, String) {
+    let open = "<script type=\"application/json\" id=\"xmpp-prebind\">";
+    let start = page
+        .find(open)
+        .unwrap_or_else(|| panic!("no snippet in {page}"));
+    let end = start + page[start..].find("</script>").unwrap();
+    let json = page[start + open.len()..end].to_owned();
+    let rest = format!("{}{}", &page[..start], &page[end + "</script>".len()..]);
+    (json, rest)
+}
+
+fn field<'a>(json: &'a str, key: &str) -> &'a str {
+    let needle = format!("\"{key}\":");
+    let start = json
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + needle.len();
+    let rest = &json[start..];
+    match rest.strip_prefix('"') {
+        Some(rest) => &rest[..rest.find('"').unwrap()],
+        None => &rest[..rest.find([',', '}']).unwrap()],
+    }
+}
+
+#[tokio::test]
+async fn html_page_gets_session_before_head_end_with_next_rid() {
+    let cm = FakeCm::new(Cm::Working);
+    let service = layer(&cm).layer(app(html_page, Arc::default()));
+    let response = service.oneshot(get("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = text(response.into_body()).await;
+    let (json, rest) = snippet(&page);
+    assert_eq!(rest, PAGE, "only the snippet was added");
+    assert!(
+        page.contains("<title>t</title><script"),
+        "placed before </head>: {page}"
+    );
+    assert_eq!(field(&json, "jid"), JID);
+    assert_eq!(field(&json, "sid"), "s1");
+    assert_eq!(field(&json, "wait"), "60");
+    assert_eq!(field(&json, "hold"), "1");
+    assert_eq!(field(&json, "bosh_service_url"), BOSH_URL);
+    // The next RID: one more than the bind request's.
+    let received = cm.received.lock().unwrap().clone();
+    let last: u64 = attribute(received.last().unwrap(), "rid").parse().unwrap();
+    assert_eq!(field(&json, "rid"), (last + 1).to_string());
+}
+
+fn attribute(xml: &str, name: &str) -> String {
+    let needle = format!(" {name}='");
+    let start = xml.find(&needle).unwrap() + needle.len();
+    xml[start..start + xml[start..].find('\'').unwrap()].to_owned()
+}
+
+#[tokio::test]
+async fn injected_response_is_uncacheable_with_no_stale_validators() {
+    let cm = FakeCm::new(Cm::Working);
+    let seen = Arc::default();
+    let service = layer(&cm).layer(app(html_page, Arc::clone(&seen)));
+    let response = service.oneshot(get("/")).await.unwrap();
+    let headers = response.headers();
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert!(
+        !headers.contains_key(header::CONTENT_LENGTH),
+        "length changes by the snippet"
+    );
+    assert!(!headers.contains_key(header::ETAG));
+    assert!(!headers.contains_key(header::LAST_MODIFIED));
+    assert_eq!(response.body().size_hint().upper(), None);
+    let length = text(response.into_body()).await.len();
+    assert!(length > PAGE.len());
+    // The app was asked for the whole, uncompressed, fresh page.
+    let seen = seen.lock().unwrap();
+    for name in [
+        header::ACCEPT_ENCODING,
+        header::RANGE,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+    ] {
+        assert!(!seen[0].contains_key(&name), "{name} reached the app");
+    }
+}
+
+/// Responses that must pass through untouched; the handshake is cancelled.
+#[tokio::test]
+async fn non_html_non_200_compressed_and_partial_responses_are_untouched() {
+    fn not_found() -> Response<Full<Bytes>> {
+        let mut response = html_page();
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        response
+    }
+    fn plain_text() -> Response<Full<Bytes>> {
+        let mut response = html_page();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        response
+    }
+    fn gzipped() -> Response<Full<Bytes>> {
+        let mut response = html_page();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        response
+    }
+    fn partial() -> Response<Full<Bytes>> {
+        let mut response = html_page();
+        response.headers_mut().insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_static("bytes 0-72/73"),
+        );
+        response
+    }
+    for make in [not_found as fn() -> _, plain_text, gzipped, partial] {
+        let cm = FakeCm::new(Cm::Working);
+        let service = layer(&cm).layer(app(make, Arc::default()));
+        let response = service.oneshot(get("/")).await.unwrap();
+        let expected = make();
+        assert_eq!(response.status(), expected.status());
+        assert_eq!(response.headers(), expected.headers(), "headers untouched");
+        assert_eq!(text(response.into_body()).await, PAGE, "body untouched");
+    }
+}
+
+#[tokio::test]
+async fn head_post_and_other_paths_start_no_handshake() {
+    let cm = FakeCm::new(Cm::Working);
+    let service = layer(&cm).layer(app(html_page, Arc::default()));
+
+    let head = Request::head("/").body(Full::default()).unwrap();
+    let response = service.clone().oneshot(head).await.unwrap();
+    assert_eq!(
+        response.headers()[header::CACHE_CONTROL],
+        "no-store",
+        "HEAD gets GET's headers"
+    );
+    assert!(!response.headers().contains_key(header::ETAG));
+
+    let post = Request::post("/").body(Full::default()).unwrap();
+    let response = service.clone().oneshot(post).await.unwrap();
+    assert_eq!(response.headers()[header::ETAG], "\"v1\"");
+    assert_eq!(text(response.into_body()).await, PAGE);
+
+    let response = service.clone().oneshot(get("/other")).await.unwrap();
+    assert_eq!(text(response.into_body()).await, PAGE);
+
+    assert_eq!(cm.requests(), 0, "the CM was never contacted");
+}
+
+#[tokio::test]
+async fn page_without_credentials_is_served_without_snippet() {
+    let cm = FakeCm::new(Cm::Working);
+    let service = layer(&cm)
+        .credentials_from_extensions()
+        .layer(app(html_page, Arc::default()));
+    let response = service.oneshot(get("/")).await.unwrap();
+    assert_eq!(text(response.into_body()).await, PAGE);
+    assert_eq!(cm.requests(), 0);
+}
+
+#[tokio::test]
+async fn cm_down_still_serves_the_page_with_the_error_object() {
+    let cm = FakeCm::new(Cm::Refused);
+    let service = layer(&cm).layer(app(html_page, Arc::default()));
+    let response = service.oneshot(get("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (json, rest) = snippet(&text(response.into_body()).await);
+    assert_eq!(rest, PAGE);
+    assert_eq!(field(&json, "condition"), "remote-connection-failed");
+    assert!(
+        !json.contains("cm.invalid"),
+        "no internal address leaks: {json}"
+    );
+    assert!(!json.contains("\"sid\""));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cm_too_slow_still_serves_the_page_within_the_deadline() {
+    let cm = FakeCm::new(Cm::Silent);
+    let service = layer(&cm).layer(app(html_page, Arc::default()));
+    let started = tokio::time::Instant::now();
+    let response = service.oneshot(get("/")).await.unwrap();
+    let (json, rest) = snippet(&text(response.into_body()).await);
+    assert_eq!(rest, PAGE);
+    assert_eq!(field(&json, "condition"), "remote-connection-failed");
+    assert!(field(&json, "error").contains("too slow"), "{json}");
+    // The paused clock advanced exactly to the request timeout (2 s).
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn page_streams_before_the_handshake_finishes() {
+    let gate = Arc::new(Semaphore::new(0));
+    let mut cm = FakeCm::new(Cm::Working);
+    cm.gate = Some(Arc::clone(&gate));
+    let (mut sender, body) = Channel::<Bytes, Infallible>::new(4);
+    let body = Arc::new(Mutex::new(Some(body)));
+    let app = service_fn(move |_: Request<Full<Bytes>>| {
+        let body = body.lock().unwrap().take().unwrap();
+        async move {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "text/html")
+                    .body(body)
+                    .unwrap(),
+            )
+        }
+    });
+    let service = layer(&cm).layer(app);
+    let response = service.oneshot(get("/")).await.unwrap();
+    let mut body = response.into_body();
+
+    sender
+        .send_data(Bytes::from_static(b"<html><head><title>t</title>"))
+        .await
+        .unwrap();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(
+        first, "<html><head><title>t</title>",
+        "sent before the CM answered"
+    );
+    assert_eq!(
+        cm.requests(),
+        1,
+        "the handshake had started and is waiting on the CM"
+    );
+
+    // Now the CM answers; the rest of the page follows the snippet.
+    gate.add_permits(1);
+    sender
+        .send_data(Bytes::from_static(b"</head><body></body></html>"))
+        .await
+        .unwrap();
+    drop(sender);
+    let rest = text(body).await;
+    let (json, after) = snippet(&rest);
+    assert_eq!(field(&json, "jid"), JID);
+    assert_eq!(after, "</head><body></body></html>");
+}
+
+#[tokio::test]
+async fn trailers_are_forwarded_after_the_snippet() {
+    let cm = FakeCm::new(Cm::Working);
+    let (mut sender, body) = Channel::<Bytes, Infallible>::new(4);
+    let body = Arc::new(Mutex::new(Some(body)));
+    let app = service_fn(move |_: Request<Full<Bytes>>| {
+        let body = body.lock().unwrap().take().unwrap();
+        async move {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "text/html")
+                    .body(body)
+                    .unwrap(),
+            )
+        }
+    });
+    let response = layer(&cm).layer(app).oneshot(get("/")).await.unwrap();
+    tokio::spawn(async move {
+        sender
+            .send_data(Bytes::from_static(b"<p>no head</p>"))
+            .await
+            .unwrap();
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-checksum", HeaderValue::from_static("abc"));
+        sender.send_trailers(trailers).await.unwrap();
+    });
+    let collected = response.into_body().collect().await.unwrap();
+    assert_eq!(collected.trailers().unwrap()["x-checksum"], "abc");
+    let page = String::from_utf8(collected.to_bytes().to_vec()).unwrap();
+    assert!(page.starts_with("<p>no head</p><script"), "{page}");
+}
+
+#[tokio::test]
+async fn hostile_jid_cannot_break_out_of_the_snippet() {
+    let mut cm = FakeCm::new(Cm::Working);
+    cm.jid = "x@anon.localhost/</script><script>alert(1)</script><!--\u{2028}";
+    let service = layer(&cm).layer(app(html_page, Arc::default()));
+    let page = text(service.oneshot(get("/")).await.unwrap().into_body()).await;
+    assert_eq!(
+        page.matches("</script>").count(),
+        1,
+        "only the snippet's own end tag: {page}"
+    );
+    assert!(!page.contains("<script>alert"));
+    assert!(!page.contains('\u{2028}'));
+    assert!(page.contains("\\u003c/script\\u003e"));
+}
+
+#[tokio::test]
+async fn marker_prefix_predicate_id_and_renderer_are_configurable() {
+    fn marked() -> Response<Full<Bytes>> {
+        Response::builder()
+            .header(header::CONTENT_TYPE, "text/html")
+            .body(Full::new(Bytes::from_static(
+                b"<head></head><body><!--chat--></body>",
+            )))
+            .unwrap()
+    }
+    let cm = FakeCm::new(Cm::Working);
+    let service = layer(&cm)
+        .inject_prefix("/rooms/")
+        .inject_when(|head| head.uri.query() == Some("chat"))
+        .marker("chat")
+        .marker_only(true)
+        .render_snippet(|context| {
+            format!(
+                "<meta name=\"xmpp\" data-ok=\"{}\">",
+                context.outcome.is_ok()
+            )
+        })
+        .layer(app(marked, Arc::default()));
+    for path in ["/rooms/1", "/anything?chat"] {
+        let page = text(
+            service
+                .clone()
+                .oneshot(get(path))
+                .await
+                .unwrap()
+                .into_body(),
+        )
+        .await;
+        assert_eq!(
+            page, "<head></head><body><meta name=\"xmpp\" data-ok=\"true\"><!--chat--></body>",
+            "{path}"
+        );
+    }
+    let service = layer(&cm)
+        .snippet_id("chat-session")
+        .layer(app(html_page, Arc::default()));
+    let page = text(service.oneshot(get("/")).await.unwrap().into_body()).await;
+    assert!(
+        page.contains("<script type=\"application/json\" id=\"chat-session\">{"),
+        "{page}"
+    );
+}
