@@ -21,7 +21,7 @@ use bytes::Bytes;
 use memchr::{memchr, memchr3};
 
 /// The longest marker comment accepted (keeps held bytes small).
-pub(crate) const MAX_MARKER_LEN: usize = 64;
+pub const MAX_MARKER_LEN: usize = 64;
 /// Raw-text and RCDATA elements (HTML §13.2.5): their content is not markup.
 const RAW_TEXT: &[&[u8]] = &[
     b"script",
@@ -42,7 +42,7 @@ const HOLD: usize = MAX_MARKER_LEN + 2;
 
 /// What [`HtmlScanner::feed`] found in a chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Scan {
+pub enum Scan {
     /// No insertion point yet: the emitted bytes went to `out`.
     Continue,
     /// The insertion point: what went to `out` comes before the snippet;
@@ -80,7 +80,7 @@ enum State {
 
 /// The streaming scanner. See the module docs.
 #[derive(Debug, Clone)]
-pub(crate) struct HtmlScanner {
+pub struct HtmlScanner {
     state: State,
     marker: Box<[u8]>,
     marker_only: bool,
@@ -104,8 +104,16 @@ enum Opened {
 impl HtmlScanner {
     /// A scanner for `marker` (a whole comment, `<!--…-->`, at most
     /// [`MAX_MARKER_LEN`] bytes).
-    pub(crate) fn new(marker: &[u8], marker_only: bool) -> Self {
-        debug_assert!(marker.starts_with(b"<!--") && marker.len() <= MAX_MARKER_LEN);
+    ///
+    /// # Panics
+    ///
+    /// When `marker` does not start with `<!--` or is longer than
+    /// [`MAX_MARKER_LEN`].
+    pub fn new(marker: &[u8], marker_only: bool) -> Self {
+        assert!(
+            marker.starts_with(b"<!--") && marker.len() <= MAX_MARKER_LEN,
+            "the marker must be a comment of at most {MAX_MARKER_LEN} bytes"
+        );
         HtmlScanner {
             state: State::Data,
             marker: marker.into(),
@@ -124,7 +132,7 @@ impl HtmlScanner {
     ///
     /// Everything in `chunk` goes out except a candidate tag still open at
     /// its end, which is held until the next chunk decides it.
-    pub(crate) fn feed(&mut self, chunk: Bytes, out: &mut Vec<Bytes>) -> Scan {
+    pub fn feed(&mut self, chunk: Bytes, out: &mut Vec<Bytes>) -> Scan {
         if self.state == State::Done {
             out.push(chunk);
             return Scan::Continue;
@@ -339,7 +347,7 @@ impl HtmlScanner {
     }
 
     /// The page ended: pushes any held bytes; the snippet goes after them.
-    pub(crate) fn finish(&mut self, out: &mut Vec<Bytes>) {
+    pub fn finish(&mut self, out: &mut Vec<Bytes>) {
         if self.state == State::Open && !self.candidate.is_empty() {
             out.push(Bytes::copy_from_slice(&self.candidate));
         }

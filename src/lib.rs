@@ -84,7 +84,7 @@ mod endpoint;
 mod error;
 mod future;
 pub mod handshake;
-mod inject;
+pub mod inject;
 mod json;
 mod layer;
 mod sasl;
