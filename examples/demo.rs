@@ -13,7 +13,10 @@
 //! `--bosh-url URL` [`BOSH_PREBIND_BOSH_URL`, default `http://127.0.0.1:5280/http-bind`],
 //! `--domain DOMAIN` [`BOSH_PREBIND_DOMAIN`, anonymous domain, default `anon.localhost`],
 //! `--jid JID --password PASSWORD` [`BOSH_PREBIND_JID`, `BOSH_PREBIND_PASSWORD`]:
-//! log in as this account instead of anonymously.
+//! log in as this account instead of anonymously,
+//! `--static-dir DIR` [`BOSH_PREBIND_STATIC_DIR`]: serve DIR at `/`, injecting a
+//! session into its `.html` pages (and directory indexes) instead of the
+//! built-in page.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -22,6 +25,7 @@ use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
 use bosh_prebind::{Credentials, PrebindLayer};
+use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 #[derive(Debug)]
@@ -29,9 +33,18 @@ struct Options {
     listen: SocketAddr,
     bosh_url: http::Uri,
     credentials: Credentials,
+    static_dir: Option<std::path::PathBuf>,
 }
 
-const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL] [--domain DOMAIN] [--jid JID --password PASSWORD]";
+const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL] [--domain DOMAIN] [--jid JID --password PASSWORD] [--static-dir DIR]";
+const FLAGS: [&str; 6] = [
+    "listen",
+    "bosh-url",
+    "domain",
+    "jid",
+    "password",
+    "static-dir",
+];
 
 fn options() -> Result<Options, String> {
     let mut values = std::collections::HashMap::new();
@@ -41,6 +54,7 @@ fn options() -> Result<Options, String> {
         ("domain", "BOSH_PREBIND_DOMAIN"),
         ("jid", "BOSH_PREBIND_JID"),
         ("password", "BOSH_PREBIND_PASSWORD"),
+        ("static-dir", "BOSH_PREBIND_STATIC_DIR"),
     ] {
         if let Ok(value) = std::env::var(var) {
             values.insert(flag.to_owned(), value);
@@ -63,7 +77,7 @@ fn options() -> Result<Options, String> {
                 (flag.to_owned(), value)
             }
         };
-        if !["listen", "bosh-url", "domain", "jid", "password"].contains(&flag.as_str()) {
+        if !FLAGS.contains(&flag.as_str()) {
             return Err(format!("unknown flag --{flag}\n{USAGE}"));
         }
         values.insert(flag, value);
@@ -87,10 +101,20 @@ fn options() -> Result<Options, String> {
         (None, None) => Credentials::anonymous(get("domain", "anon.localhost")),
         _ => return Err(format!("--jid and --password go together\n{USAGE}")),
     };
+    let static_dir = values.get("static-dir").map(std::path::PathBuf::from);
+    if let Some(dir) = &static_dir {
+        if !dir.is_dir() {
+            return Err(format!(
+                "--static-dir: {} is not a directory",
+                dir.display()
+            ));
+        }
+    }
     Ok(Options {
         listen,
         bosh_url,
         credentials,
+        static_dir,
     })
 }
 
@@ -99,11 +123,17 @@ const PAGE: &str = r#"<!doctype html>
 <head><meta charset="utf-8"><title>bosh-prebind demo</title></head>
 <body>
 <h1>bosh-prebind demo</h1>
-<p>This server pre-binds XMPP sessions. <code>GET /prebind</code> answers JSON (Converse.js
-<code>prebind_url</code>), <code>POST /prebind</code> answers a BOSH <code>&lt;body/&gt;</code>.</p>
+<p>This server pre-binds XMPP sessions. This page came with one already injected
+(zero round trips):</p>
+<pre id="injected"></pre>
+<p><code>GET /prebind</code> answers JSON (Converse.js <code>prebind_url</code>), <code>POST /prebind</code>
+answers a BOSH <code>&lt;body/&gt;</code>.</p>
 <button id="go">GET /prebind</button>
 <pre id="out"></pre>
 <script>
+const snippet = document.getElementById('xmpp-prebind');
+document.getElementById('injected').textContent =
+  snippet ? JSON.stringify(JSON.parse(snippet.textContent), null, 2) : 'no session injected';
 document.getElementById('go').onclick = async () => {
   const started = performance.now();
   const response = await fetch('/prebind');
@@ -134,10 +164,19 @@ async fn main() -> ExitCode {
 
     let prebind =
         PrebindLayer::new(options.bosh_url.clone()).credentials(options.credentials.clone());
-    let app = Router::new()
-        .route("/", get(|| async { Html(PAGE) }))
-        .layer(prebind)
-        .layer(TraceLayer::new_for_http());
+    let app = match &options.static_dir {
+        // Pages of the directory, and its indexes, get a session.
+        Some(dir) => Router::new()
+            .fallback_service(ServeDir::new(dir))
+            .layer(prebind.inject_when(|head| {
+                let path = head.uri.path();
+                path.ends_with(".html") || path.ends_with(".htm") || path.ends_with('/')
+            })),
+        None => Router::new()
+            .route("/", get(|| async { Html(PAGE) }))
+            .layer(prebind.inject_path("/")),
+    }
+    .layer(TraceLayer::new_for_http());
 
     let listener = match tokio::net::TcpListener::bind(options.listen).await {
         Ok(listener) => listener,

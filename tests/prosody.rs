@@ -291,3 +291,38 @@ async fn an_unknown_domain_is_refused_without_asking_the_server() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(attribute(&body, "condition"), "host-unknown");
 }
+
+#[tokio::test]
+async fn injected_page_session_attaches_and_answers_a_ping() {
+    let Some(url) = prosody() else { return };
+    let app = service_fn(|_: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+                .body(Full::new(Bytes::from_static(
+                    b"<!doctype html><html><head><title>chat</title></head><body></body></html>",
+                )))
+                .unwrap(),
+        )
+    });
+    let service = PrebindLayer::new(url.clone())
+        .credentials(Credentials::anonymous("anon.localhost"))
+        .inject_path("/")
+        .layer(app);
+    let request = Request::get("/").body(Full::default()).unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+    let page = response.into_body().collect().await.unwrap().to_bytes();
+    let page = String::from_utf8(page.to_vec()).unwrap();
+    let open = "<script type=\"application/json\" id=\"xmpp-prebind\">";
+    let start = page.find(open).expect("snippet injected") + open.len();
+    let json = &page[start..start + page[start..].find("</script>").unwrap()];
+    assert!(
+        page.ends_with("</script></head><body></body></html>"),
+        "{page}"
+    );
+    let rid: u64 = json_field(json, "rid").parse().unwrap();
+    let response = attach_and_ping(&url, &json_field(json, "sid"), rid, "anon.localhost").await;
+    assert!(ping_answered(&response), "ping not answered: {response:?}");
+}
