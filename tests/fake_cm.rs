@@ -32,6 +32,9 @@ use tokio::time::Instant;
 use tower::util::BoxCloneService;
 use tower::{Layer, ServiceExt, service_fn};
 
+mod common;
+use common::{get, post};
+
 const CM_URL: &str = "http://cm.internal.example:5280/http-bind";
 const CM_HOST: &str = "cm.internal.example";
 const NS_HTTPBIND: &str = "http://jabber.org/protocol/httpbind";
@@ -1052,19 +1055,6 @@ impl Format {
             Format::Json => get(),
         }
     }
-}
-
-fn post(body: &str) -> Request<Full<Bytes>> {
-    Request::post("/prebind")
-        .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap()
-}
-
-fn get() -> Request<Full<Bytes>> {
-    Request::get("/prebind")
-        .body(Full::new(Bytes::new()))
-        .unwrap()
 }
 
 /// Sends one request through `layer` wrapped around the "app" service.

@@ -15,6 +15,9 @@ use http_body_util::{BodyExt, Full};
 use tokio::sync::Semaphore;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
+mod common;
+use common::json_field;
+
 const BOSH_URL: &str = "http://cm.invalid/http-bind";
 const JID: &str = "guest@anon.localhost/r1";
 const PAGE: &str = "<!doctype html><html><head><title>t</title></head><body>hi</body></html>";
@@ -172,19 +175,6 @@ fn snippet(page: &str) -> (String, String) {
     (json, rest)
 }
 
-fn field<'a>(json: &'a str, key: &str) -> &'a str {
-    let needle = format!("\"{key}\":");
-    let start = json
-        .find(&needle)
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + needle.len();
-    let rest = &json[start..];
-    match rest.strip_prefix('"') {
-        Some(rest) => &rest[..rest.find('"').unwrap()],
-        None => &rest[..rest.find([',', '}']).unwrap()],
-    }
-}
-
 #[tokio::test]
 async fn html_page_gets_session_before_head_end_with_next_rid() {
     let cm = FakeCm::new(Cm::Working);
@@ -198,15 +188,15 @@ async fn html_page_gets_session_before_head_end_with_next_rid() {
         page.contains("<title>t</title><script"),
         "placed before </head>: {page}"
     );
-    assert_eq!(field(&json, "jid"), JID);
-    assert_eq!(field(&json, "sid"), "s1");
-    assert_eq!(field(&json, "wait"), "60");
-    assert_eq!(field(&json, "hold"), "1");
-    assert_eq!(field(&json, "bosh_service_url"), BOSH_URL);
+    assert_eq!(json_field(&json, "jid"), JID);
+    assert_eq!(json_field(&json, "sid"), "s1");
+    assert_eq!(json_field(&json, "wait"), "60");
+    assert_eq!(json_field(&json, "hold"), "1");
+    assert_eq!(json_field(&json, "bosh_service_url"), BOSH_URL);
     // The next RID: one more than the bind request's.
     let received = cm.received.lock().unwrap().clone();
     let last: u64 = attribute(received.last().unwrap(), "rid").parse().unwrap();
-    assert_eq!(field(&json, "rid"), (last + 1).to_string());
+    assert_eq!(json_field(&json, "rid"), (last + 1).to_string());
 }
 
 fn attribute(xml: &str, name: &str) -> String {
@@ -329,7 +319,7 @@ async fn cm_down_still_serves_the_page_with_the_error_object() {
     assert_eq!(response.status(), StatusCode::OK);
     let (json, rest) = snippet(&text(response.into_body()).await);
     assert_eq!(rest, PAGE);
-    assert_eq!(field(&json, "condition"), "remote-connection-failed");
+    assert_eq!(json_field(&json, "condition"), "remote-connection-failed");
     assert!(
         !json.contains("cm.invalid"),
         "no internal address leaks: {json}"
@@ -345,8 +335,8 @@ async fn cm_too_slow_still_serves_the_page_within_the_deadline() {
     let response = service.oneshot(get("/")).await.unwrap();
     let (json, rest) = snippet(&text(response.into_body()).await);
     assert_eq!(rest, PAGE);
-    assert_eq!(field(&json, "condition"), "remote-connection-failed");
-    assert!(field(&json, "error").contains("too slow"), "{json}");
+    assert_eq!(json_field(&json, "condition"), "remote-connection-failed");
+    assert!(json_field(&json, "error").contains("too slow"), "{json}");
     // The paused clock advanced exactly to the request timeout (2 s).
     assert_eq!(started.elapsed(), Duration::from_secs(2));
 }
@@ -397,7 +387,7 @@ async fn page_streams_before_the_handshake_finishes() {
     drop(sender);
     let rest = text(body).await;
     let (json, after) = snippet(&rest);
-    assert_eq!(field(&json, "jid"), JID);
+    assert_eq!(json_field(&json, "jid"), JID);
     assert_eq!(after, "</head><body></body></html>");
 }
 

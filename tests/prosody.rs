@@ -6,6 +6,8 @@
 //! tests are skipped locally, and fail under `CI=true`.
 #![cfg(feature = "client")]
 
+mod common;
+
 use std::convert::Infallible;
 
 use bosh_prebind::bosh::{BoshResponse, IqType};
@@ -16,6 +18,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt, service_fn};
+
+use common::{get, json_field, post};
 
 fn prosody() -> Option<Uri> {
     match std::env::var("BOSH_PREBIND_TEST_BOSH_URL") {
@@ -62,20 +66,6 @@ async fn prebind(
     )
 }
 
-fn post(body: &str) -> Request<Full<Bytes>> {
-    Request::post("/prebind")
-        .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap()
-}
-
-fn get() -> Request<Full<Bytes>> {
-    Request::get("/prebind")
-        .header(header::ACCEPT, "application/json, text/javascript")
-        .body(Full::default())
-        .unwrap()
-}
-
 /// What a classic XML answer carries.
 struct XmlAnswer {
     jid: String,
@@ -111,22 +101,6 @@ fn xml_answer(body: &str) -> XmlAnswer {
         jid: attribute(body, "jid"),
         sid: attribute(body, "sid"),
         rid: attribute(body, "rid").parse().unwrap(),
-    }
-}
-
-/// A minimal JSON field reader for the flat answer object (values are
-/// strings without escapes or plain numbers in these tests).
-fn json_field(json: &str, key: &str) -> String {
-    let needle = format!("\"{key}\":");
-    let start = json
-        .find(&needle)
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + needle.len();
-    let rest = &json[start..];
-    if let Some(rest) = rest.strip_prefix('"') {
-        rest[..rest.find('"').unwrap()].to_owned()
-    } else {
-        rest[..rest.find([',', '}']).unwrap()].to_owned()
     }
 }
 
@@ -200,7 +174,7 @@ async fn anonymous_get_answer_attaches_with_rid_as_given() {
         "Converse attaches with wait 59"
     );
     let rid: u64 = json_field(&body, "rid").parse().unwrap();
-    let response = attach_and_ping(&url, &json_field(&body, "sid"), rid, "anon.localhost").await;
+    let response = attach_and_ping(&url, json_field(&body, "sid"), rid, "anon.localhost").await;
     assert!(ping_answered(&response), "ping not answered: {response:?}");
 }
 
@@ -235,7 +209,7 @@ async fn scram_sha1_account_prebinds_and_attaches() {
     let jid = json_field(&body, "jid");
     assert!(jid.starts_with("bob@localhost/"), "{jid}");
     let rid: u64 = json_field(&body, "rid").parse().unwrap();
-    let response = attach_and_ping(&url, &json_field(&body, "sid"), rid, "localhost").await;
+    let response = attach_and_ping(&url, json_field(&body, "sid"), rid, "localhost").await;
     assert!(ping_answered(&response), "ping not answered: {response:?}");
 }
 
@@ -323,6 +297,6 @@ async fn injected_page_session_attaches_and_answers_a_ping() {
         "{page}"
     );
     let rid: u64 = json_field(json, "rid").parse().unwrap();
-    let response = attach_and_ping(&url, &json_field(json, "sid"), rid, "anon.localhost").await;
+    let response = attach_and_ping(&url, json_field(json, "sid"), rid, "anon.localhost").await;
     assert!(ping_answered(&response), "ping not answered: {response:?}");
 }
