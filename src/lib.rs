@@ -46,6 +46,38 @@
 //! [`PrebindError`] is in the answer's extensions. Bad requests never reach
 //! the CM. Every answer carries `Cache-Control: no-store`.
 //!
+//! # Sessions injected into pages (zero round trips)
+//!
+//! Routes chosen with [`PrebindLayer::inject_path`], [`inject_prefix`] or
+//! [`inject_when`] get a session written into their HTML as it streams out:
+//!
+//! ```html
+//! <script type="application/json" id="xmpp-prebind">{"jid":…,"sid":…,"rid":NEXT_RID,"wait":…,"hold":…,"bosh_service_url":…}</script>
+//! ```
+//!
+//! The handshake starts when the request arrives and runs while your handler
+//! works (no task is spawned: the response future and body drive it). The
+//! page's bytes before the insertion point go out as they come; only the
+//! insertion point waits for the session. It goes at the marker comment
+//! (`<!--xmpp-prebind-->`) when that comes first, else before `</head`, else
+//! before `<body`, else at the end; markup in comments, scripts, styles,
+//! titles, textareas and attribute values is not mistaken for a tag. The JSON
+//! is escaped for a script context (`<`, `>`, `&`, U+2028, U+2029). When the
+//! handshake fails, `{"error": …, "condition": …}` takes its place and the page
+//! is still served, so the client can fall back to a normal login at once.
+//!
+//! Only `GET` responses with status 200, `text/html`, no `Content-Encoding`
+//! and no `Content-Range` are written into; the request reaches your handler
+//! without `Accept-Encoding`, `Range` and conditional headers (put compression
+//! *outside* this layer). Injected responses lose `Content-Length`, `ETag` and
+//! `Last-Modified` and get `Cache-Control: no-store`. `HEAD` gets the same
+//! headers without a handshake. For any other response on an injection route
+//! the handshake is **cancelled**: dropped mid-flight, nothing more is sent; a
+//! session it had already finished is left to expire at the CM.
+//!
+//! [`inject_prefix`]: PrebindLayer::inject_prefix
+//! [`inject_when`]: PrebindLayer::inject_when
+//!
 //! # Who logs in
 //!
 //! Chosen per request by a [`CredentialsSource`]: a fixed [`Credentials`]
@@ -65,9 +97,9 @@
 //!
 //! # Layers of the crate
 //!
-//! The protocol core is sans-IO: [`bosh`] (the wire format) and [`handshake`]
-//! (the login state machine: feed a response, get the next request) never
-//! touch a socket. The driver runs them over the transport; the middleware
+//! The protocol core is sans-IO: [`bosh`] (the wire format), [`handshake`]
+//! (the login state machine: feed a response, get the next request) and
+//! [`inject`] (the streaming HTML scanner) never touch a socket. The driver runs them over the transport; the middleware
 //! (`layer`, `service`, `future`, `body`) classifies requests and answers.
 //! A session abandoned by a failed handshake is left to expire at the CM
 //! (its `inactivity`, 30-60 s on common servers).
