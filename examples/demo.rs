@@ -162,8 +162,10 @@ async fn main() -> ExitCode {
         }
     };
 
-    let prebind =
-        PrebindLayer::new(options.bosh_url.clone()).credentials(options.credentials.clone());
+    // Browsers attach at /http-bind on this origin: no CORS set-up needed.
+    let prebind = PrebindLayer::new(options.bosh_url.clone())
+        .credentials(options.credentials.clone())
+        .bosh_passthrough("/http-bind");
     let app = match &options.static_dir {
         // Pages of the directory, and its indexes, get a session.
         Some(dir) => Router::new()

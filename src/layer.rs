@@ -20,6 +20,9 @@ use crate::snippet::Renderer;
 pub(crate) struct Config {
     pub(crate) client: ClientSettings,
     pub(crate) public_bosh_url: String,
+    /// True once `public_bosh_url` was set by the user.
+    pub(crate) public_bosh_url_set: bool,
+    pub(crate) passthrough_path: Option<String>,
     pub(crate) prebind_path: String,
     pub(crate) allowed_domains: Vec<String>,
     pub(crate) credentials: Arc<dyn CredentialsSource>,
@@ -66,6 +69,8 @@ impl Config {
     fn new(bosh_url: Uri) -> Self {
         Config {
             public_bosh_url: bosh_url.to_string(),
+            public_bosh_url_set: false,
+            passthrough_path: None,
             client: ClientSettings {
                 bosh_url,
                 request_timeout: Duration::from_secs(5),
@@ -110,6 +115,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("client", &self.client)
             .field("public_bosh_url", &self.public_bosh_url)
+            .field("passthrough_path", &self.passthrough_path)
             .field("prebind_path", &self.prebind_path)
             .field("allowed_domains", &self.allowed_domains)
             .field("default_wait", &self.default_wait)
@@ -249,7 +255,26 @@ impl<T> PrebindLayer<T> {
     /// (default: the CM URL itself). Set it when browsers reach the CM by
     /// another address, such as a same-origin path behind your proxy.
     pub fn public_bosh_url(mut self, url: impl Into<String>) -> Self {
-        self.config().public_bosh_url = url.into();
+        let config = self.config();
+        config.public_bosh_url = url.into();
+        config.public_bosh_url_set = true;
+        self
+    }
+
+    /// Forwards BOSH requests POSTed to `path` (e.g. `/http-bind`) to the
+    /// connection manager, so pages attach on their own origin with no CORS
+    /// set-up. Only that exact path, only POST, only to the configured CM;
+    /// bodies capped by [`max_response_body`](Self::max_response_body), held
+    /// requests allowed up to `max_wait` plus the request timeout. Browsers
+    /// are told to use `path` unless [`public_bosh_url`](Self::public_bosh_url)
+    /// says otherwise.
+    pub fn bosh_passthrough(mut self, path: impl Into<String>) -> Self {
+        let path = path.into();
+        let config = self.config();
+        if !config.public_bosh_url_set {
+            config.public_bosh_url.clone_from(&path);
+        }
+        config.passthrough_path = Some(path);
         self
     }
 

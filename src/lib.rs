@@ -119,6 +119,7 @@ pub mod handshake;
 pub mod inject;
 mod json;
 mod layer;
+mod passthrough;
 mod sasl;
 mod service;
 mod snippet;

@@ -15,6 +15,7 @@ use crate::endpoint;
 use crate::future::ResponseFuture;
 use crate::inject::HtmlScanner;
 use crate::layer::Config;
+use crate::passthrough;
 use crate::snippet::PendingSnippet;
 
 /// The service [`PrebindLayer`](crate::PrebindLayer) produces.
@@ -72,6 +73,13 @@ where
             return ResponseFuture::answered(Box::pin(endpoint::answer(
                 config, transport, request,
             )));
+        }
+        if self.config.passthrough_path.as_deref() == Some(path) {
+            let config = Arc::clone(&self.config);
+            let transport = self.transport.clone();
+            return ResponseFuture::answered(Box::pin(async move {
+                passthrough::forward(&config, transport, request).await
+            }));
         }
         let pages = &self.config.pages;
         let method = request.method();

@@ -300,3 +300,35 @@ async fn injected_page_session_attaches_and_answers_a_ping() {
     let response = attach_and_ping(&url, json_field(json, "sid"), rid, "anon.localhost").await;
     assert!(ping_answered(&response), "ping not answered: {response:?}");
 }
+
+#[tokio::test]
+async fn a_session_attaches_through_the_same_origin_passthrough() {
+    let Some(url) = prosody() else { return };
+    let app = service_fn(|_: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"app"))))
+    });
+    let service = PrebindLayer::new(url)
+        .credentials(Credentials::anonymous("anon.localhost"))
+        .bosh_passthrough("/http-bind")
+        .layer(app);
+    let response = service.clone().oneshot(get()).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let json = String::from_utf8(body.to_vec()).unwrap();
+    assert_eq!(json_field(&json, "bosh_service_url"), "/http-bind");
+    let rid: u64 = json_field(&json, "rid").parse().unwrap();
+    let ping = format!(
+        "<body xmlns='http://jabber.org/protocol/httpbind' rid='{rid}' sid='{}'>\
+         <iq xmlns='jabber:client' type='get' id='ping_attach' to='anon.localhost'>\
+         <ping xmlns='urn:xmpp:ping'/></iq></body>",
+        json_field(&json, "sid")
+    );
+    let request = Request::post("/http-bind")
+        .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
+        .body(Full::new(Bytes::from(ping)))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let answer = BoshResponse::parse(&body).unwrap();
+    assert!(ping_answered(&answer), "ping not answered: {answer:?}");
+}
