@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::error::PrebindError;
-use crate::handshake::{Handshake, HandshakeConfig, PrebindSession, Step};
+use crate::handshake::{Handshake, HandshakeConfig, HandshakeError, PrebindSession, Step};
 
 /// Boxed error type of transports.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -105,7 +105,17 @@ pub(crate) async fn run<T: BoshTransport>(
     let started = Instant::now();
     let deadline = started + settings.handshake_timeout;
     let (mut handshake, mut body) = Handshake::start(config);
+    let mut abandoned = Abandoned {
+        transport: Some(transport.clone()),
+        settings: settings.clone(),
+        sid: None,
+        next_rid: 0,
+    };
     loop {
+        // From the moment a request with a sid goes out, a session exists
+        // that must not be left half-made.
+        abandoned.sid = handshake.sid().map(str::to_owned);
+        abandoned.next_rid = handshake.last_rid() + 1;
         let request_deadline = deadline.min(Instant::now() + settings.request_timeout);
         let response =
             tokio::time::timeout_at(request_deadline, post(&mut transport, settings, body))
@@ -117,9 +127,16 @@ pub(crate) async fn run<T: BoshTransport>(
                         PrebindError::Timeout("request timed out")
                     }
                 })??;
-        match handshake.receive(&response)? {
+        let step = handshake.receive(&response).inspect_err(|error| {
+            if matches!(error, HandshakeError::Terminated { .. }) {
+                // The CM already ended it.
+                abandoned.sid = None;
+            }
+        })?;
+        match step {
             Step::Send(next) => body = next,
             Step::Done(session) => {
+                abandoned.sid = None;
                 tracing::debug!(
                     jid = %session.jid,
                     mechanism = session.mechanism,
@@ -130,6 +147,42 @@ pub(crate) async fn run<T: BoshTransport>(
                 return Ok(session);
             }
         }
+    }
+}
+
+/// Ends, best effort, a session whose handshake stopped before handing it
+/// over: the caller went away (the response future or body was dropped) or
+/// the handshake failed on our side. One `terminate` request (XEP-0124 §12),
+/// on a spawned task bounded by the request timeout, when a tokio runtime is
+/// there; otherwise the session expires at the CM after its `inactivity`.
+struct Abandoned<T: BoshTransport> {
+    transport: Option<T>,
+    settings: ClientSettings,
+    /// Set while a half-made session exists.
+    sid: Option<String>,
+    /// The RID after the last one sent.
+    next_rid: u64,
+}
+
+impl<T: BoshTransport> Drop for Abandoned<T> {
+    fn drop(&mut self) {
+        let (Some(sid), Some(mut transport)) = (self.sid.take(), self.transport.take()) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let settings = self.settings.clone();
+        let body = crate::bosh::terminate(self.next_rid, &sid);
+        runtime.spawn(async move {
+            let sent = tokio::time::timeout(
+                settings.request_timeout,
+                post(&mut transport, &settings, body),
+            )
+            .await;
+            let ended = matches!(sent, Ok(Ok(_)));
+            tracing::debug!(ended, "terminated an abandoned pre-bound session");
+        });
     }
 }
 

@@ -176,6 +176,10 @@ async fn establish<T: BoshTransport>(
             to.unwrap_or_else(|| domain.to_owned()),
         ));
     }
+    // Held until the handshake ends (or is dropped).
+    let _permit = Arc::clone(&config.handshakes)
+        .try_acquire_owned()
+        .map_err(|_| PrebindError::Overloaded)?;
     let mut handshake = HandshakeConfig::new(credentials);
     handshake.first_rid = asked.rid;
     handshake.wait = clamp(asked.wait, config.default_wait, config.max_wait);

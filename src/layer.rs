@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::Uri;
 use http::request::Parts;
+use tokio::sync::Semaphore;
 use tower_layer::Layer;
 
 use crate::client::ClientSettings;
@@ -14,6 +15,11 @@ use crate::credentials::{
 };
 use crate::service::Prebind;
 use crate::snippet::Renderer;
+
+/// Handshakes in progress at once, by default: well above what one CM
+/// serves (Prosody: about 1000 anonymous logins per second per core, a few
+/// milliseconds each), well below what would exhaust sockets.
+const DEFAULT_MAX_HANDSHAKES: usize = 256;
 
 /// Everything the middleware needs, shared by all its clones in one `Arc`.
 #[derive(Clone)]
@@ -34,6 +40,8 @@ pub(crate) struct Config {
     pub(crate) max_request_body: usize,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) pages: Pages,
+    /// Permits for handshakes in progress, shared by every clone.
+    pub(crate) handshakes: Arc<Semaphore>,
 }
 
 /// Which HTML responses get a session, and how it is written into them.
@@ -87,6 +95,7 @@ impl Config {
             route: None,
             max_request_body: 2048,
             allowed_origins: Vec::new(),
+            handshakes: Arc::new(Semaphore::new(DEFAULT_MAX_HANDSHAKES)),
             pages: Pages {
                 paths: Vec::new(),
                 prefixes: Vec::new(),
@@ -330,6 +339,14 @@ impl<T> PrebindLayer<T> {
     /// Largest CM response body accepted (default 64 KiB).
     pub fn max_response_body(mut self, bytes: usize) -> Self {
         self.config().client.max_response_body = bytes;
+        self
+    }
+
+    /// How many handshakes may run at once (default 256). Beyond it the
+    /// prebind path answers `503` with `Retry-After`, and pages get the error
+    /// object instead of a session, so a flood cannot pile up on the CM.
+    pub fn max_concurrent_handshakes(mut self, limit: usize) -> Self {
+        self.config().handshakes = Arc::new(Semaphore::new(limit));
         self
     }
 

@@ -184,6 +184,11 @@ struct FakeCm {
     state: Arc<Mutex<State>>,
     /// Transport futures and response bodies still alive.
     in_flight: Arc<AtomicUsize>,
+    /// `(sid, rid)` of each `type='terminate'` request, which may arrive
+    /// after the answer (the layer sends it from a spawned task).
+    terminations: Arc<Mutex<Vec<(String, u64)>>>,
+    /// Counts requests and terminations, for tests to wait on.
+    arrivals: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 /// What the fake does with one request.
@@ -199,7 +204,19 @@ impl FakeCm {
             requests: Arc::default(),
             state: Arc::default(),
             in_flight: Arc::default(),
+            terminations: Arc::default(),
+            arrivals: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
+    }
+
+    fn terminations(&self) -> Vec<(String, u64)> {
+        self.terminations.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` requests and terminations in all have arrived.
+    async fn arrived(&self, n: usize) {
+        let mut receiver = self.arrivals.subscribe();
+        receiver.wait_for(|count| *count >= n).await.unwrap();
     }
 
     /// A layer sending its BOSH requests to this fake, logging in as the
@@ -267,12 +284,29 @@ impl FakeCm {
 
     /// Records, checks and answers one request body.
     fn answer(&self, body: &str) -> Reply {
+        self.arrivals.send_modify(|count| *count += 1);
+        let request = Node::parse(body);
+        if request.attr("type") == Some("terminate") {
+            // XEP-0124 §12: the next RID in sequence, the session's sid.
+            let rid: u64 = request.attr("rid").unwrap().parse().unwrap();
+            let state = self.state.lock().unwrap();
+            assert_eq!(
+                Some(rid),
+                state.last_rid.map(|r| r + 1),
+                "terminate RID in sequence"
+            );
+            let sid = request
+                .attr("sid")
+                .expect("terminate names the session")
+                .to_owned();
+            self.terminations.lock().unwrap().push((sid, rid));
+            return Reply::Xml(format!("<body xmlns='{NS_HTTPBIND}' type='terminate'/>"));
+        }
         let index = {
             let mut requests = self.requests.lock().unwrap();
             requests.push(body.to_owned());
             requests.len() - 1
         };
-        let request = Node::parse(body);
         let mut state = self.state.lock().unwrap();
         self.check(&request, index, &mut state);
         match &self.script.fault {
@@ -2185,4 +2219,75 @@ async fn other_paths_reach_the_inner_app_untouched() {
         assert_eq!(answer.error, None);
     }
     assert_eq!(cm.requests(), Vec::<String>::new());
+}
+
+// ---------------------------------------------------------------------------
+// Abandoned handshakes: terminated at the CM, best effort, bounded
+// ---------------------------------------------------------------------------
+
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+#[tokio::test]
+async fn a_client_gone_mid_handshake_terminates_the_half_made_session() {
+    let cm = FakeCm::new(Script {
+        fault: Some((1, Fault::Pending)),
+        ..Script::anonymous()
+    });
+    let layer = cm.layer();
+    let mut answer = Box::pin(send(&layer, get()));
+    tokio::select! {
+        _ = &mut answer => panic!("the auth request never gets an answer"),
+        () = cm.arrived(2) => {}
+    }
+    // The browser goes away: the answer future is dropped mid-handshake.
+    drop(answer);
+    cm.arrived(3).await;
+    assert_eq!(cm.terminations(), [(SID.to_owned(), cm.rids()[1] + 1)]);
+    assert_eq!(cm.requests().len(), 2, "nothing else was sent");
+    // The terminate task finishes once the CM answered.
+    while alive_tasks() > 0 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn a_handshake_failed_on_our_side_terminates_its_session() {
+    let cm = FakeCm::new(Script {
+        fault: Some((1, Fault::Xml("<html>garbage</html>".into()))),
+        ..Script::anonymous()
+    });
+    let answer = send(&cm.layer(), get()).await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+    cm.arrived(3).await;
+    assert_eq!(cm.terminations(), [(SID.to_owned(), cm.rids()[1] + 1)]);
+}
+
+#[tokio::test]
+async fn successful_or_cm_terminated_sessions_are_not_terminated_again() {
+    let cm = FakeCm::new(Script::anonymous());
+    let answer = send(&cm.layer(), get()).await;
+    answer.assert_json_success();
+    assert_eq!(
+        alive_tasks(),
+        0,
+        "no terminate task for a handed-over session"
+    );
+
+    let cm = FakeCm::new(Script {
+        fault: Some((
+            1,
+            Fault::Xml(format!(
+                "<body xmlns='{NS_HTTPBIND}' type='terminate' condition='system-shutdown'/>"
+            )),
+        )),
+        ..Script::anonymous()
+    });
+    let answer = send(&cm.layer(), get()).await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(alive_tasks(), 0, "the CM already ended it");
+    assert!(cm.terminations().is_empty());
 }
