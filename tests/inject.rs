@@ -486,3 +486,47 @@ async fn marker_prefix_predicate_id_and_renderer_are_configurable() {
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn beyond_the_handshake_cap_pages_get_the_error_and_prebinds_503() {
+    let gate = Arc::new(Semaphore::new(0));
+    let mut cm = FakeCm::new(Cm::Working);
+    cm.gate = Some(Arc::clone(&gate));
+    let service = layer(&cm)
+        .max_concurrent_handshakes(1)
+        .layer(app(html_page, Arc::default()));
+    // The first page's handshake is held at the CM.
+    let mut first = Box::pin(service.clone().oneshot(get("/")));
+    let mut first_body = loop {
+        tokio::select! {
+            response = &mut first => break response.unwrap().into_body(),
+            () = tokio::task::yield_now() => {}
+        }
+    };
+    let head = first_body
+        .frame()
+        .await
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap();
+    assert!(head.starts_with(b"<!doctype html>"));
+    assert_eq!(cm.requests(), 1);
+
+    let page = text(service.clone().oneshot(get("/")).await.unwrap().into_body()).await;
+    let (json, rest) = snippet(&page);
+    assert_eq!(rest, PAGE, "the page is still served");
+    assert_eq!(json_field(&json, "condition"), "policy-violation");
+    let prebind = Request::get("/prebind").body(Full::default()).unwrap();
+    let response = service.clone().oneshot(prebind).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    assert_eq!(cm.requests(), 1, "refused handshakes never reach the CM");
+
+    // Once the first handshake ends, its permit is free again.
+    gate.add_permits(1);
+    let (first_json, _) = snippet(&text(first_body).await);
+    assert_eq!(json_field(&first_json, "jid"), JID);
+    let page = text(service.oneshot(get("/")).await.unwrap().into_body()).await;
+    assert_eq!(json_field(&snippet(&page).0, "jid"), JID);
+}
