@@ -2291,3 +2291,90 @@ async fn successful_or_cm_terminated_sessions_are_not_terminated_again() {
     assert_eq!(alive_tasks(), 0, "the CM already ended it");
     assert!(cm.terminations().is_empty());
 }
+
+// ---------------------------------------------------------------------------
+// Secrets never reach logs or error messages
+// ---------------------------------------------------------------------------
+
+/// Collects everything tracing writes, at every level.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The base64 payloads of every `<auth/>` and `<response/>` the layer sent.
+fn sasl_payloads(requests: &[String]) -> Vec<String> {
+    let mut payloads = Vec::new();
+    for request in requests {
+        for element in ["auth", "response"] {
+            if let Some(start) = request.find(&format!("<{element} ")) {
+                let open_end = start + request[start..].find('>').unwrap() + 1;
+                let close = open_end + request[open_end..].find('<').unwrap();
+                payloads.push(request[open_end..close].to_owned());
+            }
+        }
+    }
+    payloads
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn scram_handshakes_log_no_password_sasl_data_or_sid() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (answer, cm) = account_prebind(&["SCRAM-SHA-256"]).await;
+    answer.assert_json_success();
+    let mut payloads = sasl_payloads(&cm.requests());
+    let wrong = Script {
+        client: Credentials::account(ALICE, "not-her-password").unwrap(),
+        ..Script::account(&["SCRAM-SHA-1"])
+    };
+    let failed_cm = FakeCm::new(wrong);
+    let failed = send(&failed_cm.layer(), get()).await;
+    assert_eq!(failed.status, StatusCode::BAD_GATEWAY);
+    payloads.extend(sasl_payloads(&failed_cm.requests()));
+    assert_eq!(payloads.len(), 4, "two SCRAM exchanges, two messages each");
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("prebind handshake done"),
+        "the success was logged: {logs}"
+    );
+    assert!(
+        logs.contains("not-authorized"),
+        "the failure was logged: {logs}"
+    );
+    for secret in [ALICE_PASSWORD, "not-her-password", SID]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(payloads)
+    {
+        assert!(
+            !logs.contains(&secret),
+            "{secret:?} leaked into the logs:\n{logs}"
+        );
+        assert!(
+            !failed.body.contains(&secret),
+            "{secret:?} leaked into the answer"
+        );
+    }
+    let debug = format!("{:?} {:?}", answer.session, Script::account(&[]).client);
+    assert!(
+        !debug.contains(SID) && !debug.contains(ALICE_PASSWORD),
+        "{debug}"
+    );
+}

@@ -332,3 +332,62 @@ async fn a_session_attaches_through_the_same_origin_passthrough() {
     let answer = BoshResponse::parse(&body).unwrap();
     assert!(ping_answered(&answer), "ping not answered: {answer:?}");
 }
+
+/// DESIGN §6: 1000 prebinds at concurrency 64 through one layer, zero
+/// failures, then 50 of the sessions, chosen at random, attached and pinged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_prebinds_at_concurrency_64_all_succeed_and_attach() {
+    use rand::seq::SliceRandom;
+    use std::sync::Arc;
+    use tokio::sync::Semaphore;
+
+    let Some(url) = prosody() else { return };
+    let app = service_fn(|_: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"app"))))
+    });
+    let service = PrebindLayer::new(url.clone())
+        .credentials(Credentials::anonymous("anon.localhost"))
+        .layer(app);
+    let concurrency = Arc::new(Semaphore::new(64));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..1000 {
+        let permit = Arc::clone(&concurrency).acquire_owned().await.unwrap();
+        let service = service.clone();
+        tasks.spawn(async move {
+            let response = service.oneshot(get()).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            drop(permit);
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        });
+    }
+    let mut sessions = Vec::new();
+    let mut failures = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        let (status, body) = result.unwrap();
+        if status == StatusCode::OK {
+            sessions.push(body);
+        } else {
+            failures.push((status, body));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed, e.g. {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert_eq!(sessions.len(), 1000);
+    let sids: std::collections::HashSet<_> =
+        sessions.iter().map(|s| json_field(s, "sid")).collect();
+    assert_eq!(sids.len(), 1000, "every prebind is its own session");
+
+    let sample: Vec<_> = sessions
+        .choose_multiple(&mut rand::thread_rng(), 50)
+        .collect();
+    for json in sample {
+        let rid: u64 = json_field(json, "rid").parse().unwrap();
+        let response = attach_and_ping(&url, json_field(json, "sid"), rid, "anon.localhost").await;
+        assert!(ping_answered(&response), "ping not answered: {response:?}");
+    }
+}
