@@ -36,13 +36,30 @@ enum Format {
     Json,
 }
 
-/// What a POST body asked for; every field is optional (DESIGN §3.1).
+/// What a `POST` to the prebind path asked for: every attribute of
+/// `<body xmlns='http://jabber.org/protocol/httpbind' to rid wait hold/>` is
+/// optional (DESIGN §3.1). Public for custom endpoints and fuzzing.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct PrebindRequest {
-    pub(crate) to: Option<String>,
-    pub(crate) rid: Option<u64>,
-    pub(crate) wait: Option<u64>,
-    pub(crate) hold: Option<u64>,
+#[non_exhaustive]
+pub struct PrebindRequest {
+    /// The XMPP domain (`to`), as sent (checked later against the allow-list).
+    pub to: Option<String>,
+    /// The first RID of the handshake, already checked to be in
+    /// `1..=`[`HandshakeConfig::max_first_rid`].
+    pub rid: Option<u64>,
+    /// The `wait` asked for (clamped later).
+    pub wait: Option<u64>,
+    /// The `hold` asked for (clamped later).
+    pub hold: Option<u64>,
+}
+
+impl PrebindRequest {
+    /// Parses a request body; an empty body asks for all defaults. Errors
+    /// are [`PrebindError::BadRequest`]. Children of `<body/>` are ignored:
+    /// nothing from the browser is forwarded to the server.
+    pub fn parse(body: &[u8]) -> Result<Self, PrebindError> {
+        parse_request(body)
+    }
 }
 
 /// Answers one request on the prebind path.
@@ -333,10 +350,8 @@ async fn read_body<B: Body<Error: Into<BoxError>>>(
     }
 }
 
-/// Parses `<body xmlns='http://jabber.org/protocol/httpbind' to rid wait hold/>`.
-/// An empty body means "all defaults". Children are ignored: nothing from the
-/// browser is forwarded to the server.
-pub(crate) fn parse_request(bytes: &[u8]) -> Result<PrebindRequest, PrebindError> {
+/// See [`PrebindRequest::parse`].
+fn parse_request(bytes: &[u8]) -> Result<PrebindRequest, PrebindError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(PrebindRequest::default());
     }

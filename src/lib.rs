@@ -133,6 +133,7 @@ pub use credentials::{
     Credentials, CredentialsFn, CredentialsFuture, CredentialsSource, FromExtensions, InvalidJid,
     Mechanism,
 };
+pub use endpoint::PrebindRequest;
 pub use error::PrebindError;
 pub use future::ResponseFuture;
 pub use handshake::PrebindSession;
