@@ -972,7 +972,13 @@ fn parse_json(text: &str) -> Vec<(String, Json)> {
 // Calling the layer
 // ---------------------------------------------------------------------------
 
-async fn app<B>(_request: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn app<B>(request: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.uri().path() == PAGE_PATH {
+        return Ok(Response::builder()
+            .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+            .body(Full::new(Bytes::from_static(PAGE_HTML.as_bytes())))
+            .unwrap());
+    }
     Ok(Response::new(Full::new(Bytes::from_static(b"app"))))
 }
 
@@ -1137,8 +1143,36 @@ async fn assert_fault(
         answer.assert_failure(format, status, condition);
         runs.push((answer, cm));
     }
+    // The same fault on an HTML route: the page is still served, whole,
+    // with the error object where the session would be.
+    let cm = FakeCm::new(script.clone());
+    let layer = configure(cm.layer()).inject_path(PAGE_PATH);
+    let page = send(
+        &layer,
+        Request::get(PAGE_PATH).body(Full::default()).unwrap(),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let open = "<script type=\"application/json\" id=\"xmpp-prebind\">";
+    let start = page.body.find(open).expect("error object injected") + open.len();
+    let end = start + page.body[start..].find("</script>").unwrap();
+    let json = &page.body[start..end];
+    assert_eq!(common::json_field(json, "condition"), condition, "{json}");
+    assert_eq!(
+        format!(
+            "{}{}",
+            &page.body[..start - open.len()],
+            &page.body[end + 9..]
+        ),
+        PAGE_HTML,
+        "the page itself is untouched"
+    );
     runs
 }
+
+const PAGE_PATH: &str = "/page";
+const PAGE_HTML: &str =
+    "<!doctype html><html><head><title>p</title></head><body>page</body></html>";
 
 /// Sends a request that must be refused before anything reaches the CM.
 async fn assert_refused<B>(
@@ -2296,18 +2330,47 @@ async fn successful_or_cm_terminated_sessions_are_not_terminated_again() {
 // Secrets never reach logs or error messages
 // ---------------------------------------------------------------------------
 
-/// Collects everything tracing writes, at every level.
+/// What tracing wrote on one thread, at every level.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
-impl std::io::Write for Captured {
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Routes the global subscriber's output to the calling thread's capture.
+struct ThreadCapture;
+
+impl std::io::Write for ThreadCapture {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
+        CAPTURE.with(|capture| {
+            if let Some(captured) = &*capture.borrow() {
+                captured.0.lock().unwrap().extend_from_slice(bytes);
+            }
+        });
         Ok(bytes.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Captures this thread's tracing output. A global subscriber at TRACE
+/// (installed once) rather than a scoped one: tests on other threads then
+/// cannot leave a callsite's interest cached as "never".
+fn capture_logs() -> Captured {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(|| ThreadCapture)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+    });
+    let captured = Captured::default();
+    CAPTURE.with(|capture| *capture.borrow_mut() = Some(captured.clone()));
+    captured
 }
 
 /// The base64 payloads of every `<auth/>` and `<response/>` the layer sent.
@@ -2327,14 +2390,7 @@ fn sasl_payloads(requests: &[String]) -> Vec<String> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn scram_handshakes_log_no_password_sasl_data_or_sid() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = capture_logs();
 
     let (answer, cm) = account_prebind(&["SCRAM-SHA-256"]).await;
     answer.assert_json_success();
