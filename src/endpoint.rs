@@ -564,6 +564,33 @@ mod tests {
     }
 
     #[test]
+    fn a_hostile_cm_cannot_break_out_of_the_xml_or_json_answer() {
+        let session = PrebindSession {
+            jid: "x@d/'\"><iq type='set'/><!--".into(),
+            sid: "s' evil='1\u{2028}</script>".into(),
+            last_rid: 10,
+            wait: 59,
+            hold: 1,
+            requests: None,
+            inactivity: None,
+            polling: None,
+            maxpause: None,
+            round_trips: 4,
+            mechanism: "ANONYMOUS",
+        };
+        let answer = xml::parse(xml_success(&session).as_bytes()).unwrap();
+        assert_eq!(answer.attr("jid"), Some(session.jid.as_str()));
+        assert_eq!(answer.attr("sid"), Some(session.sid.as_str()));
+        assert_eq!(answer.attr("evil"), None);
+        assert_eq!(answer.children.len(), 1, "only the bind result");
+        let config = crate::layer::tests::config();
+        let json = json_success(&config, &session);
+        for forbidden in ["</script>", "<!--", "\u{2028}", "<iq"] {
+            assert!(!json.contains(forbidden), "{forbidden} in {json}");
+        }
+    }
+
+    #[test]
     fn to_must_be_a_bare_domain() {
         assert_eq!(check_to("LocalHost.").unwrap(), "localhost");
         assert!(check_to("alice@localhost").is_err());

@@ -444,3 +444,13 @@ impl<S, T: Clone> Layer<S> for PrebindLayer<T> {
         Prebind::new(inner, self.config.clone(), self.transport.clone())
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A default configuration, for unit tests of code that reads it.
+    pub(crate) fn config() -> Config {
+        Config::new("http://127.0.0.1:5280/http-bind".parse().unwrap())
+    }
+}

@@ -2434,3 +2434,135 @@ async fn scram_handshakes_log_no_password_sasl_data_or_sid() {
         "{debug}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Allow-list and cross-origin rules, with tricky input
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_allow_list_ignores_case_and_a_trailing_dot() {
+    for to in ["ANON.LocalHost", "anon.localhost.", " anon.localhost "] {
+        let cm = FakeCm::new(Script::anonymous());
+        let answer = send(
+            &anonymous(&cm),
+            post(&format!("<body xmlns='{NS_HTTPBIND}' to='{to}'/>")),
+        )
+        .await;
+        answer.assert_xml_success();
+        assert_eq!(
+            cm.request(0).attr("to"),
+            Some(ANON),
+            "normalized before use: {to:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn tricky_domains_are_refused_without_contacting_the_cm() {
+    for (to, status, condition) in [
+        (
+            "anon.localhost/resource",
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+        (
+            "guest@anon.localhost",
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+        ("", StatusCode::BAD_REQUEST, "bad-request"),
+        ("anon.localhost..", StatusCode::FORBIDDEN, "host-unknown"),
+        ("anön.localhost", StatusCode::FORBIDDEN, "host-unknown"),
+        (
+            "anon.localhost.evil.example",
+            StatusCode::FORBIDDEN,
+            "host-unknown",
+        ),
+        (
+            "evil.example#anon.localhost",
+            StatusCode::FORBIDDEN,
+            "host-unknown",
+        ),
+        ("localhost", StatusCode::FORBIDDEN, "host-unknown"),
+        (
+            "anon.localhost\u{0}",
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+        ),
+    ] {
+        let to = quick_xml::escape::escape(to);
+        assert_refused(
+            anonymous,
+            post(&format!("<body xmlns='{NS_HTTPBIND}' to='{to}'/>")),
+            status,
+            condition,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn an_allowed_origin_gets_cors_for_itself_alone() {
+    let cm = FakeCm::new(Script::anonymous());
+    let layer = cm.layer().allow_origin("https://partner.example");
+    let preflight = Request::options("/prebind")
+        .header(header::ORIGIN, "https://partner.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .body(Full::default())
+        .unwrap();
+    let answer = send(&layer, preflight).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        answer.header(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+        Some("https://partner.example")
+    );
+    assert_eq!(
+        answer.header(header::ACCESS_CONTROL_ALLOW_METHODS),
+        Some("GET, POST")
+    );
+    assert!(cm.requests().is_empty());
+
+    let mut request = get();
+    request
+        .headers_mut()
+        .insert(header::ORIGIN, "https://partner.example".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("sec-fetch-site", "cross-site".parse().unwrap());
+    let answer = send(&layer, request).await;
+    answer.assert_json_success();
+    assert_eq!(
+        answer.header(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+        Some("https://partner.example")
+    );
+    assert_eq!(
+        answer.header(header::ACCESS_CONTROL_ALLOW_CREDENTIALS),
+        Some("true")
+    );
+    assert_eq!(answer.header(header::VARY), Some("Origin"));
+
+    // Anyone else: no CORS headers, no wildcard, and refused.
+    let mut request = get();
+    request
+        .headers_mut()
+        .insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("sec-fetch-site", "cross-site".parse().unwrap());
+    let answer = assert_refused(
+        |cm| cm.layer().allow_origin("https://partner.example"),
+        request,
+        StatusCode::FORBIDDEN,
+        "policy-violation",
+    )
+    .await;
+    assert_eq!(answer.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), None);
+    let preflight = Request::options("/prebind")
+        .header(header::ORIGIN, "https://evil.example")
+        .body(Full::default())
+        .unwrap();
+    let answer = send(&layer, preflight).await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(answer.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), None);
+}
