@@ -203,6 +203,7 @@ async fn establish<T: BoshTransport>(
     handshake.hold = clamp(asked.hold, 1, config.max_hold);
     handshake.lang.clone_from(&config.lang);
     handshake.route.clone_from(&config.route);
+    handshake.scram_cache.clone_from(&config.scram_cache);
     client::run(transport, &config.client, handshake).await
 }
 

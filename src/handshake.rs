@@ -11,6 +11,7 @@
 //! the browser can take over at [`PrebindSession::next_rid`].
 
 use std::fmt;
+use std::sync::Arc;
 
 use rand::Rng;
 
@@ -19,7 +20,7 @@ use crate::bosh::{
     SaslMessage, SessionCreation, StreamFeatures,
 };
 use crate::credentials::Credentials;
-use crate::sasl::{SaslError, SaslExchange};
+use crate::sasl::{SaslError, SaslExchange, ScramCache};
 
 /// The largest RID a client may use: JavaScript clients keep it in a double
 /// (XEP-0124 §14.1 allows up to 2^53 - 1).
@@ -52,6 +53,8 @@ pub struct HandshakeConfig {
     pub lang: String,
     /// Optional `route` attribute (XEP-0124 §7.1).
     pub route: Option<String>,
+    /// Where SCRAM salted passwords are cached across handshakes, if anywhere.
+    pub scram_cache: Option<Arc<ScramCache>>,
 }
 
 impl HandshakeConfig {
@@ -65,6 +68,7 @@ impl HandshakeConfig {
             hold: 1,
             lang: "en".to_owned(),
             route: None,
+            scram_cache: None,
         }
     }
 
@@ -415,7 +419,11 @@ impl Handshake {
     }
 
     fn authenticate(&mut self, features: &StreamFeatures) -> Result<Step, HandshakeError> {
-        let (exchange, auth) = SaslExchange::start(&self.config.credentials, &features.mechanisms)?;
+        let (exchange, auth) = SaslExchange::start(
+            &self.config.credentials,
+            &features.mechanisms,
+            self.config.scram_cache.as_ref(),
+        )?;
         self.mechanism = exchange.mechanism();
         self.phase = Phase::Authenticating(exchange);
         Ok(self.send_payload(&auth))

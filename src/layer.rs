@@ -13,6 +13,7 @@ use crate::client::ClientSettings;
 use crate::credentials::{
     CredentialsFn, CredentialsSource, FromExtensions, NoCredentials, normalize_domain,
 };
+use crate::sasl::ScramCache;
 use crate::service::Prebind;
 use crate::snippet::Renderer;
 
@@ -42,6 +43,7 @@ pub(crate) struct Config {
     pub(crate) pages: Pages,
     /// Permits for handshakes in progress, shared by every clone.
     pub(crate) handshakes: Arc<Semaphore>,
+    pub(crate) scram_cache: Option<Arc<ScramCache>>,
 }
 
 /// Which HTML responses get a session, and how it is written into them.
@@ -96,6 +98,7 @@ impl Config {
             max_request_body: 2048,
             allowed_origins: Vec::new(),
             handshakes: Arc::new(Semaphore::new(DEFAULT_MAX_HANDSHAKES)),
+            scram_cache: Some(Arc::new(ScramCache::new(1024))),
             pages: Pages {
                 paths: Vec::new(),
                 prefixes: Vec::new(),
@@ -347,6 +350,14 @@ impl<T> PrebindLayer<T> {
     /// object instead of a session, so a flood cannot pile up on the CM.
     pub fn max_concurrent_handshakes(mut self, limit: usize) -> Self {
         self.config().handshakes = Arc::new(Semaphore::new(limit));
+        self
+    }
+
+    /// How many SCRAM salted passwords to keep (default 1024; 0 turns the
+    /// cache off). A cached login skips the PBKDF2 run, by far the largest
+    /// CPU cost of a SCRAM prebind; see [`ScramCache`].
+    pub fn scram_cache(mut self, capacity: usize) -> Self {
+        self.config().scram_cache = (capacity > 0).then(|| Arc::new(ScramCache::new(capacity)));
         self
     }
 

@@ -138,7 +138,7 @@ pub use error::PrebindError;
 pub use future::ResponseFuture;
 pub use handshake::PrebindSession;
 pub use layer::PrebindLayer;
-pub use sasl::SaslError;
+pub use sasl::{SaslError, ScramCache};
 pub use service::Prebind;
 pub use snippet::SnippetContext;
 

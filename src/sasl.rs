@@ -6,8 +6,15 @@
 //! not offered, so SCRAM's GS2 header says `n` (RFC 5802 §6): correct both on
 //! plain HTTP and behind a TLS-terminating proxy.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use hmac::Hmac;
+use rsasl::callback::CallbackError;
+use rsasl::mechanisms::scram::properties::{Iterations, Salt, SaltedPassword};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
 
 use rsasl::callback::{Context, Request, SessionCallback, SessionData};
 use rsasl::mechanisms::{anonymous, plain, scram};
@@ -46,6 +53,9 @@ pub(crate) struct SaslExchange {
     session: Session,
     mechanism: &'static str,
     finished: bool,
+    /// Shared with the account callback: set when the server asked for too
+    /// many PBKDF2 iterations.
+    account: Option<Arc<AccountCallback>>,
 }
 
 impl fmt::Debug for SaslExchange {
@@ -57,19 +67,140 @@ impl fmt::Debug for SaslExchange {
     }
 }
 
-/// Hands the account's authentication identity and password to rsasl.
+/// The most PBKDF2 iterations a server may ask for. Real servers use 4096
+/// (ejabberd, Openfire) to 10 000 (Prosody); the cap keeps a hostile or
+/// misconfigured CM from making each login burn seconds of our CPU.
+pub(crate) const MAX_SCRAM_ITERATIONS: u32 = 1_000_000;
+
+/// Salted passwords of recent SCRAM logins, keyed by a hash of
+/// (mechanism, password, salt, iteration count), so a user who logs in
+/// again (another tab, a reload) costs two HMACs instead of a PBKDF2 run
+/// (RFC 5802 §5.1 allows the client to cache it).
+///
+/// The values are password equivalents held in memory, like the passwords
+/// the credentials already hold; the cache is bounded and keeps no
+/// password. Share one cache between layers with `Arc`.
+pub struct ScramCache {
+    entries: Mutex<HashMap<[u8; 32], Arc<[u8]>>>,
+    capacity: usize,
+}
+
+impl ScramCache {
+    /// A cache of at most `capacity` salted passwords.
+    pub fn new(capacity: usize) -> Self {
+        ScramCache {
+            entries: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    /// How many salted passwords are cached.
+    pub fn len(&self) -> usize {
+        self.entries.lock().map_or(0, |entries| entries.len())
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn salted_password(
+        &self,
+        mechanism: &str,
+        password: &[u8],
+        salt: &[u8],
+        iterations: u32,
+    ) -> Arc<[u8]> {
+        let mut key = Sha256::new();
+        for part in [mechanism.as_bytes(), password, salt] {
+            key.update((part.len() as u64).to_be_bytes());
+            key.update(part);
+        }
+        key.update(iterations.to_be_bytes());
+        let key: [u8; 32] = key.finalize().into();
+        if let Some(hit) = self.entries.lock().ok().and_then(|e| e.get(&key).cloned()) {
+            return hit;
+        }
+        let salted = salt_password(mechanism, password, salt, iterations);
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= self.capacity {
+                // Bounded, not LRU: a full cache starts over.
+                entries.clear();
+            }
+            if self.capacity > 0 {
+                entries.insert(key, Arc::clone(&salted));
+            }
+        }
+        salted
+    }
+}
+
+impl fmt::Debug for ScramCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScramCache")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+/// `Hi(password, salt, i)` of RFC 5802 §2.2, for the mechanism's hash.
+fn salt_password(mechanism: &str, password: &[u8], salt: &[u8], iterations: u32) -> Arc<[u8]> {
+    if mechanism == "SCRAM-SHA-256" {
+        let mut out = [0u8; 32];
+        pbkdf2::pbkdf2::<Hmac<Sha256>>(password, salt, iterations, &mut out)
+            .expect("HMAC takes keys of any length");
+        Arc::from(&out[..])
+    } else {
+        let mut out = [0u8; 20];
+        pbkdf2::pbkdf2::<Hmac<Sha1>>(password, salt, iterations, &mut out)
+            .expect("HMAC takes keys of any length");
+        Arc::from(&out[..])
+    }
+}
+
+/// Hands the account's authentication identity and password to rsasl, and
+/// the salted password for SCRAM (computed here, to cap the iteration count
+/// and use the cache).
 struct AccountCallback {
     authcid: String,
     password: String,
+    cache: Option<Arc<ScramCache>>,
+    /// An iteration count over the cap that the server asked for.
+    refused_iterations: Mutex<Option<u32>>,
 }
 
 impl SessionCallback for AccountCallback {
     fn callback(
         &self,
-        _session_data: &SessionData,
-        _context: &Context<'_>,
+        session_data: &SessionData,
+        context: &Context<'_>,
         request: &mut Request<'_>,
     ) -> Result<(), rsasl::prelude::SessionError> {
+        // SCRAM's key derivation asks for the salted password, else the
+        // password, with the server's salt and iteration count at hand.
+        if let Some(&iterations) = context.get_ref::<Iterations>() {
+            if iterations > MAX_SCRAM_ITERATIONS {
+                if let Ok(mut refused) = self.refused_iterations.lock() {
+                    *refused = Some(iterations);
+                }
+                // Neither the salted password nor the password: rsasl stops.
+                return Err(CallbackError::NoValue.into());
+            }
+            if request.is::<SaltedPassword>() {
+                let Some(salt) = context.get_ref::<Salt>() else {
+                    return Ok(());
+                };
+                let mechanism = session_data.mechanism().mechanism.as_str();
+                let password = self.password.as_bytes();
+                let salted = match &self.cache {
+                    Some(cache) => cache.salted_password(mechanism, password, salt, iterations),
+                    None => salt_password(mechanism, password, salt, iterations),
+                };
+                request.satisfy::<SaltedPassword>(&salted)?;
+                return Ok(());
+            }
+        }
         request
             .satisfy::<AuthId>(&self.authcid)?
             .satisfy::<Password>(self.password.as_bytes())?;
@@ -97,8 +228,9 @@ impl SaslExchange {
     pub(crate) fn start(
         credentials: &Credentials,
         offered: &[String],
+        cache: Option<&Arc<ScramCache>>,
     ) -> Result<(Self, String), SaslError> {
-        let config = config(credentials)?;
+        let (config, account) = config(credentials, cache)?;
         let names: Vec<&Mechname> = offered
             .iter()
             .filter(|name| {
@@ -123,6 +255,7 @@ impl SaslExchange {
             session,
             mechanism,
             finished: false,
+            account,
         };
         // Every mechanism we use is client-first (RFC 6120 §6.4.2).
         let initial = exchange.step(None)?;
@@ -171,26 +304,63 @@ impl SaslExchange {
         let state = self
             .session
             .step64(input.map(str::as_bytes), &mut out)
-            .map_err(|e| SaslError::Exchange(e.to_string()))?;
+            .map_err(|e| {
+                let refused = self
+                    .account
+                    .as_ref()
+                    .and_then(|callback| *callback.refused_iterations.lock().ok()?);
+                match refused {
+                    Some(n) => SaslError::Exchange(format!(
+                        "the server asks for {n} PBKDF2 iterations, over the limit of {MAX_SCRAM_ITERATIONS}"
+                    )),
+                    None => SaslError::Exchange(e.to_string()),
+                }
+            })?;
         self.finished = matches!(state, State::Finished(_));
         // base64 output is ASCII.
         String::from_utf8(out).map_err(|e| SaslError::Exchange(e.to_string()))
     }
 }
 
-fn config(credentials: &Credentials) -> Result<Arc<SASLConfig>, SaslError> {
+type SaslSetup = (Arc<SASLConfig>, Option<Arc<AccountCallback>>);
+
+fn config(
+    credentials: &Credentials,
+    cache: Option<&Arc<ScramCache>>,
+) -> Result<SaslSetup, SaslError> {
     let built = match credentials.secret() {
-        Some((authcid, password)) => SASLConfig::builder()
-            .with_registry(Registry::with_mechanisms(ACCOUNT_MECHANISMS))
-            .with_callback(AccountCallback {
+        Some((authcid, password)) => {
+            let callback = Arc::new(AccountCallback {
                 authcid: authcid.to_owned(),
                 password: password.to_owned(),
-            }),
+                cache: cache.cloned(),
+                refused_iterations: Mutex::new(None),
+            });
+            SASLConfig::builder()
+                .with_registry(Registry::with_mechanisms(ACCOUNT_MECHANISMS))
+                .with_callback(SharedCallback(Arc::clone(&callback)))
+                .map(|config| (config, Some(callback)))
+        }
         None => SASLConfig::builder()
             .with_registry(Registry::with_mechanisms(ANONYMOUS_MECHANISMS))
-            .with_callback(AnonymousCallback),
+            .with_callback(AnonymousCallback)
+            .map(|config| (config, None)),
     };
     built.map_err(|e| SaslError::Exchange(e.to_string()))
+}
+
+/// rsasl owns its callback; the exchange keeps a handle to read what it saw.
+struct SharedCallback(Arc<AccountCallback>);
+
+impl SessionCallback for SharedCallback {
+    fn callback(
+        &self,
+        session_data: &SessionData,
+        context: &Context<'_>,
+        request: &mut Request<'_>,
+    ) -> Result<(), rsasl::prelude::SessionError> {
+        self.0.callback(session_data, context, request)
+    }
 }
 
 fn session_mechanism(session: &Session) -> &'static str {
@@ -213,7 +383,7 @@ mod tests {
     fn accounts_prefer_the_strongest_offered_mechanism() {
         let alice = Credentials::account("alice@localhost", "secret-alice").unwrap();
         let pick = |names: &[&str]| {
-            SaslExchange::start(&alice, &offered(names)).map(|(e, _)| e.mechanism())
+            SaslExchange::start(&alice, &offered(names), None).map(|(e, _)| e.mechanism())
         };
         assert_eq!(
             pick(&["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"]),
@@ -231,19 +401,19 @@ mod tests {
     fn anonymous_uses_anonymous_only_and_sends_equals_for_empty() {
         let anon = Credentials::anonymous("anon.localhost");
         let (exchange, auth) =
-            SaslExchange::start(&anon, &offered(&["ANONYMOUS", "PLAIN"])).unwrap();
+            SaslExchange::start(&anon, &offered(&["ANONYMOUS", "PLAIN"]), None).unwrap();
         assert_eq!(exchange.mechanism(), "ANONYMOUS");
         assert_eq!(
             auth,
             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'>=</auth>"
         );
-        assert!(SaslExchange::start(&anon, &offered(&["PLAIN"])).is_err());
+        assert!(SaslExchange::start(&anon, &offered(&["PLAIN"]), None).is_err());
     }
 
     #[test]
     fn plain_initial_response_matches_prosody_transcript() {
         let alice = Credentials::account("alice@localhost", "secret-alice").unwrap();
-        let (mut exchange, auth) = SaslExchange::start(&alice, &offered(&["PLAIN"])).unwrap();
+        let (mut exchange, auth) = SaslExchange::start(&alice, &offered(&["PLAIN"]), None).unwrap();
         // From ../shared/protocol/prosody.md, "SASL auth PLAIN".
         assert!(
             auth.ends_with(">AGFsaWNlAHNlY3JldC1hbGljZQ==</auth>"),
@@ -253,9 +423,57 @@ mod tests {
     }
 
     #[test]
+    fn the_scram_cache_returns_the_same_salted_password_without_recomputing() {
+        let cache = ScramCache::new(2);
+        let first = cache.salted_password("SCRAM-SHA-1", b"pw", b"salt", 4096);
+        let again = cache.salted_password("SCRAM-SHA-1", b"pw", b"salt", 4096);
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "a hit returns the cached value"
+        );
+        // RFC 6070 test vector: PBKDF2-HMAC-SHA1("password", "salt", 4096).
+        let vector = cache.salted_password("SCRAM-SHA-1", b"password", b"salt", 4096);
+        assert_eq!(
+            vector
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+            "4b007901b765489abead49d926f721d065a429c1"
+        );
+        assert_eq!(
+            cache
+                .salted_password("SCRAM-SHA-256", b"pw", b"salt", 4096)
+                .len(),
+            32
+        );
+        assert!(cache.len() <= 2, "bounded");
+        let other = cache.salted_password("SCRAM-SHA-1", b"pw2", b"salt", 4096);
+        assert_ne!(&*other, &*first);
+    }
+
+    #[test]
+    fn a_server_asking_for_too_many_iterations_is_refused() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let bob = Credentials::account("bob@localhost", "secret-bob").unwrap();
+        let (mut exchange, auth) =
+            SaslExchange::start(&bob, &offered(&["SCRAM-SHA-1"]), None).unwrap();
+        let payload = &auth[auth.find('>').unwrap() + 1..auth.rfind('<').unwrap()];
+        let client_first = String::from_utf8(b64.decode(payload).unwrap()).unwrap();
+        let nonce = client_first.split("r=").nth(1).unwrap();
+        let server_first = format!("r={nonce}srv,s={},i=2000000", b64.encode("salt"));
+        let error = exchange.challenge(&b64.encode(server_first)).unwrap_err();
+        assert!(
+            error.to_string().contains("2000000 PBKDF2 iterations"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn scram_success_without_server_signature_is_refused() {
         let bob = Credentials::account("bob@localhost", "secret-bob").unwrap();
-        let (mut exchange, _) = SaslExchange::start(&bob, &offered(&["SCRAM-SHA-1"])).unwrap();
+        let (mut exchange, _) =
+            SaslExchange::start(&bob, &offered(&["SCRAM-SHA-1"]), None).unwrap();
         assert!(exchange.success("").is_err());
     }
 }
