@@ -16,7 +16,17 @@
 //! log in as this account instead of anonymously,
 //! `--static-dir DIR` [`BOSH_PREBIND_STATIC_DIR`]: serve DIR at `/`, injecting a
 //! session into its `.html` pages (and directory indexes) instead of the
-//! built-in page.
+//! built-in pages,
+//! `--strophe PATH` [`BOSH_PREBIND_STROPHE`, default the npm package's
+//! `browser/node_modules/strophe.js/dist/strophe.umd.min.js`, installed by
+//! `npm ci --prefix browser`]: the Strophe.js the built-in pages load.
+//!
+//! Built-in pages (`examples/demo/`): `/` gets a session injected and attaches
+//! Strophe.js to it (zero round trips); `/classic.html` is not injected and
+//! POSTs to `/prebind` first (one round trip). Both send an XEP-0199 ping in
+//! their first request and show the result; a failed pre-bind falls back to a
+//! normal anonymous login on `--domain`. Browsers reach the CM through
+//! `/http-bind` on this origin.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -25,7 +35,8 @@ use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
 use bosh_prebind::{Credentials, PrebindLayer};
-use tower_http::services::ServeDir;
+use http::header;
+use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
 
 #[derive(Debug)]
@@ -33,18 +44,29 @@ struct Options {
     listen: SocketAddr,
     bosh_url: http::Uri,
     credentials: Credentials,
+    /// The domain sessions are opened on (the account's, or the anonymous one).
+    session_domain: String,
+    /// The anonymous domain (`--domain`), for the pages' fallback login.
+    anonymous_domain: String,
     static_dir: Option<std::path::PathBuf>,
+    strophe: std::path::PathBuf,
 }
 
-const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL] [--domain DOMAIN] [--jid JID --password PASSWORD] [--static-dir DIR]";
-const FLAGS: [&str; 6] = [
+const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL] [--domain DOMAIN] [--jid JID --password PASSWORD] [--static-dir DIR] [--strophe PATH]";
+const FLAGS: [&str; 7] = [
     "listen",
     "bosh-url",
     "domain",
     "jid",
     "password",
     "static-dir",
+    "strophe",
 ];
+/// The Strophe.js of the npm package `browser/` installs.
+const DEFAULT_STROPHE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/browser/node_modules/strophe.js/dist/strophe.umd.min.js"
+);
 
 fn options() -> Result<Options, String> {
     let mut values = std::collections::HashMap::new();
@@ -55,6 +77,7 @@ fn options() -> Result<Options, String> {
         ("jid", "BOSH_PREBIND_JID"),
         ("password", "BOSH_PREBIND_PASSWORD"),
         ("static-dir", "BOSH_PREBIND_STATIC_DIR"),
+        ("strophe", "BOSH_PREBIND_STROPHE"),
     ] {
         if let Ok(value) = std::env::var(var) {
             values.insert(flag.to_owned(), value);
@@ -94,11 +117,20 @@ fn options() -> Result<Options, String> {
     let bosh_url = get("bosh-url", "http://127.0.0.1:5280/http-bind")
         .parse()
         .map_err(|e| format!("--bosh-url: {e}"))?;
-    let credentials = match (values.get("jid"), values.get("password")) {
+    let anonymous_domain = get("domain", "anon.localhost");
+    let (credentials, session_domain) = match (values.get("jid"), values.get("password")) {
         (Some(jid), Some(password)) => {
-            Credentials::account(jid, password).map_err(|e| format!("--jid: {e}"))?
+            let credentials =
+                Credentials::account(jid, password).map_err(|e| format!("--jid: {e}"))?;
+            // Checked by `Credentials::account`: `local@domain[/resource]`.
+            let domain = jid.split_once('@').map_or(jid.as_str(), |(_, rest)| rest);
+            let domain = domain.split_once('/').map_or(domain, |(domain, _)| domain);
+            (credentials, domain.to_owned())
         }
-        (None, None) => Credentials::anonymous(get("domain", "anon.localhost")),
+        (None, None) => (
+            Credentials::anonymous(&anonymous_domain),
+            anonymous_domain.clone(),
+        ),
         _ => return Err(format!("--jid and --password go together\n{USAGE}")),
     };
     let static_dir = values.get("static-dir").map(std::path::PathBuf::from);
@@ -110,41 +142,47 @@ fn options() -> Result<Options, String> {
             ));
         }
     }
+    let strophe = std::path::PathBuf::from(get("strophe", DEFAULT_STROPHE));
     Ok(Options {
         listen,
         bosh_url,
         credentials,
+        session_domain,
+        anonymous_domain,
         static_dir,
+        strophe,
     })
 }
 
-const PAGE: &str = r#"<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>bosh-prebind demo</title></head>
-<body>
-<h1>bosh-prebind demo</h1>
-<p>This server pre-binds XMPP sessions. This page came with one already injected
-(zero round trips):</p>
-<pre id="injected"></pre>
-<p><code>GET /prebind</code> answers JSON (Converse.js <code>prebind_url</code>), <code>POST /prebind</code>
-answers a BOSH <code>&lt;body/&gt;</code>.</p>
-<button id="go">GET /prebind</button>
-<pre id="out"></pre>
-<script>
-const snippet = document.getElementById('xmpp-prebind');
-document.getElementById('injected').textContent =
-  snippet ? JSON.stringify(JSON.parse(snippet.textContent), null, 2) : 'no session injected';
-document.getElementById('go').onclick = async () => {
-  const started = performance.now();
-  const response = await fetch('/prebind');
-  const text = await response.text();
-  document.getElementById('out').textContent =
-    response.status + ' in ' + (performance.now() - started).toFixed(1) + ' ms\n' + text;
-};
-</script>
-</body>
-</html>
-"#;
+const INDEX_PAGE: &str = include_str!("demo/index.html");
+const CLASSIC_PAGE: &str = include_str!("demo/classic.html");
+const SCRIPT: &str = include_str!("demo/demo.js");
+const STYLE: &str = include_str!("demo/demo.css");
+
+/// The pages name their XMPP domains in `<meta>` tags whose defaults (kept by a
+/// plain copy of the files) suit the test server; fill in this demo's.
+fn page(template: &str, options: &Options) -> String {
+    let mut page = template.to_owned();
+    for (name, domain) in [
+        ("xmpp-domain", &options.session_domain),
+        ("xmpp-anonymous-domain", &options.anonymous_domain),
+    ] {
+        let default = format!(r#"<meta name="{name}" content="anon.localhost">"#);
+        assert!(
+            page.contains(&default),
+            "the demo pages must keep {default}"
+        );
+        let escaped = domain
+            .replace('&', "&amp;")
+            .replace('"', "&quot;")
+            .replace('<', "&lt;");
+        page = page.replace(
+            &default,
+            &format!(r#"<meta name="{name}" content="{escaped}">"#),
+        );
+    }
+    page
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -174,9 +212,32 @@ async fn main() -> ExitCode {
                 let path = head.uri.path();
                 path.ends_with(".html") || path.ends_with(".htm") || path.ends_with('/')
             })),
-        None => Router::new()
-            .route("/", get(|| async { Html(PAGE) }))
-            .layer(prebind.inject_path("/")),
+        // `/` gets a session, `/classic.html` asks for one with POST /prebind.
+        None => {
+            if !options.strophe.is_file() {
+                tracing::warn!(
+                    "Strophe.js not found at {}: run `npm ci --prefix browser` (or pass --strophe PATH); \
+                     the pages say so until then",
+                    options.strophe.display()
+                );
+            }
+            let index = page(INDEX_PAGE, &options);
+            let classic = page(CLASSIC_PAGE, &options);
+            Router::new()
+                .route("/", get(|| async { Html(index) }))
+                .route("/classic.html", get(|| async { Html(classic) }))
+                .route(
+                    "/demo.js",
+                    get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT) }),
+                )
+                .route(
+                    "/demo.css",
+                    get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
+                )
+                // Read at each request: installing it needs no restart.
+                .route_service("/vendor/strophe.js", ServeFile::new(&options.strophe))
+                .layer(prebind.inject_path("/"))
+        }
     }
     .layer(TraceLayer::new_for_http());
 
@@ -187,9 +248,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The bound address, so that `--listen 127.0.0.1:0` tells its port.
+    let address = listener.local_addr().unwrap_or(options.listen);
     tracing::info!(
         "demo on http://{} (CM {}, logging in as {:?})",
-        options.listen,
+        address,
         options.bosh_url,
         options.credentials
     );

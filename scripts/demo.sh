@@ -3,9 +3,11 @@
 #
 #   scripts/demo.sh [extra demo args...]
 #
-# Starts Prosody (scripts/prosody.sh), runs `cargo run --example demo` with --bosh-url
-# pointing at it, and stops Prosody when the demo exits (or on Ctrl-C) if this script
-# started it.  cargo runs in the foreground (not exec) so the EXIT trap can clean up.
+# Starts Prosody (scripts/prosody.sh), installs Strophe.js for the demo pages
+# (`npm ci` in browser/, only when needed), runs `cargo run --example demo` with
+# --bosh-url pointing at it, and stops Prosody when the demo exits (or on Ctrl-C) if
+# this script started it.  cargo runs in the foreground (not exec) so the EXIT trap can
+# clean up.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,6 +33,13 @@ if ! "$PROSODY" status >/dev/null 2>&1; then
 	"$PROSODY" start
 fi
 eval "$("$PROSODY" env)"
+
+# The pages load Strophe.js from the npm package; without it they say how to get it.
+if command -v npm >/dev/null 2>&1; then
+	browser/install.sh || echo "demo.sh: npm ci in browser/ failed; the pages will lack Strophe.js" >&2
+else
+	echo "demo.sh: npm not found; the pages will lack Strophe.js (npm ci --prefix browser)" >&2
+fi
 
 rc=0
 cargo run --example demo -- --bosh-url "$BOSH_PREBIND_TEST_BOSH_URL" "$@" || rc=$?

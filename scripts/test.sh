@@ -5,7 +5,10 @@
 #
 # Starts a throw-away Prosody with BOSH on loopback (scripts/prosody.sh), points the
 # integration tests at it via BOSH_PREBIND_TEST_BOSH_URL, runs `cargo test
-# --all-features`, and stops Prosody again if this script started it.
+# --all-features`, then the browser tests (Strophe.js in Debian's headless Chromium
+# against the demo and gateway examples: `node --test browser/`, after `npm ci` in
+# browser/ when its lock file changed), and stops Prosody again if this script
+# started it.  Extra arguments go to `cargo test`; the browser tests run when it passes.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -37,11 +40,19 @@ eval "$("$PROSODY" env)"
 export BOSH_PREBIND_TEST_BOSH_URL
 echo "test.sh: BOSH_PREBIND_TEST_BOSH_URL=$BOSH_PREBIND_TEST_BOSH_URL" >&2
 
+browser_tests() {
+	# The tests start target/debug/examples/{demo,gateway}.  `cargo test` has built
+	# them already (this is then a no-op); extra arguments to this script may not.
+	cargo build --examples --all-features || return
+	browser/install.sh || return
+	node --test --test-reporter=spec browser/
+}
+
 rc=0
 cargo test --all-features "$@" || rc=$?
-
-# Browser test step (npm + chromium) goes here, e.g.:
-# [ "$rc" -ne 0 ] || (cd browser-test && npm ci && npm test) || rc=$?
+if [ "$rc" -eq 0 ]; then
+	browser_tests || rc=$?
+fi
 
 if [ "$rc" -ne 0 ]; then
 	echo "test.sh: tests failed (exit $rc); Prosody log tail follows" >&2
