@@ -89,6 +89,14 @@ impl<B> PrebindBody<B> {
     }
 }
 
+/// An empty body, for middleware that needs to make one (tower-http's
+/// `TimeoutLayer` outside this layer).
+impl<B> Default for PrebindBody<B> {
+    fn default() -> Self {
+        PrebindBody::full(Full::default())
+    }
+}
+
 impl<B> Body for PrebindBody<B>
 where
     B: Body<Data = Bytes>,
