@@ -14,6 +14,9 @@
 //! cargo bench --bench handshake
 //! ```
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
