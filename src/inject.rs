@@ -18,7 +18,7 @@
 //! otherwise would mean holding the whole body back until the marker shows up.
 
 use bytes::Bytes;
-use memchr::{memchr, memchr3};
+use memchr::memchr;
 
 /// The longest marker comment accepted (keeps held bytes small).
 pub const MAX_MARKER_LEN: usize = 64;
@@ -147,6 +147,42 @@ impl HtmlScanner {
                 State::Data => match memchr(b'<', &bytes[i..]) {
                     Some(offset) => {
                         let at = i + offset;
+                        // Fast path: a tag whose name ends in this chunk is
+                        // classified once, from the chunk, without copying.
+                        if let Some(end) = name_end(bytes, at) {
+                            match self.classify_bytes(&bytes[at..=end]) {
+                                Opened::Undecided => {}
+                                Opened::InsertionPoint => {
+                                    self.state = State::Done;
+                                    push(out, &chunk, 0, at);
+                                    return Scan::Found {
+                                        held: Bytes::new(),
+                                        rest: chunk.slice(at..),
+                                    };
+                                }
+                                Opened::Text => {
+                                    i = at + 1;
+                                    continue;
+                                }
+                                Opened::Enter(State::Tag {
+                                    raw,
+                                    after_equals,
+                                    quote,
+                                }) => {
+                                    // Straight on to the tag's `>`.
+                                    let (next, state) =
+                                        skip_tag(bytes, end + 1, raw, after_equals, quote);
+                                    i = next;
+                                    self.state = state;
+                                    continue;
+                                }
+                                Opened::Enter(state) => {
+                                    self.state = state;
+                                    i = end + 1;
+                                    continue;
+                                }
+                            }
+                        }
                         self.state = State::Open;
                         self.candidate.clear();
                         self.candidate.push(b'<');
@@ -204,63 +240,9 @@ impl HtmlScanner {
                     after_equals,
                     quote,
                 } => {
-                    if let Some(q) = quote {
-                        match memchr(q, &bytes[i..]) {
-                            Some(offset) => {
-                                i += offset + 1;
-                                self.state = State::Tag {
-                                    raw,
-                                    after_equals: false,
-                                    quote: None,
-                                };
-                            }
-                            None => i = bytes.len(),
-                        }
-                        continue;
-                    }
-                    let Some(offset) = memchr3(b'>', b'"', b'\'', &bytes[i..]) else {
-                        // Track `=` at the chunk's end for a quote in the next one.
-                        let tail = &bytes[i..];
-                        let after_equals = match tail.iter().rposition(|b| !b.is_ascii_whitespace())
-                        {
-                            Some(p) => tail[p] == b'=',
-                            None => after_equals,
-                        };
-                        self.state = State::Tag {
-                            raw,
-                            after_equals,
-                            quote: None,
-                        };
-                        i = bytes.len();
-                        continue;
-                    };
-                    let at = i + offset;
-                    let before = &bytes[i..at];
-                    let equals_before = match before.iter().rposition(|b| !b.is_ascii_whitespace())
-                    {
-                        Some(p) => before[p] == b'=',
-                        None => after_equals,
-                    };
-                    i = at + 1;
-                    self.state = match bytes[at] {
-                        b'>' => match raw {
-                            Some(element) => State::RawText {
-                                element,
-                                matched: 0,
-                            },
-                            None => State::Data,
-                        },
-                        q if equals_before => State::Tag {
-                            raw,
-                            after_equals: false,
-                            quote: Some(q),
-                        },
-                        _ => State::Tag {
-                            raw,
-                            after_equals: false,
-                            quote: None,
-                        },
-                    };
+                    let (next, state) = skip_tag(bytes, i, raw, after_equals, quote);
+                    i = next;
+                    self.state = state;
                 }
                 State::Comment { dashes } => {
                     let Some(offset) = memchr(b'>', &bytes[i..]) else {
@@ -357,9 +339,14 @@ impl HtmlScanner {
 
     /// Classifies the bytes since `<`.
     fn classify(&self) -> Opened {
-        let c = &self.candidate[..];
+        self.classify_bytes(&self.candidate)
+    }
+
+    #[inline(always)]
+    fn classify_bytes(&self, c: &[u8]) -> Opened {
         let marker = &self.marker[..];
-        if marker.starts_with(c) {
+        // Only `<` and `<!…` can begin the marker: skip the memcmp otherwise.
+        if c.get(1).is_none_or(|&b| b == b'!') && marker.starts_with(c) {
             return if c.len() == marker.len() {
                 Opened::InsertionPoint
             } else {
@@ -472,6 +459,104 @@ fn trailing_dashes(bytes: &[u8], carried: u8) -> u8 {
 fn push(out: &mut Vec<Bytes>, chunk: &Bytes, from: usize, to: usize) {
     if to > from {
         out.push(chunk.slice(from..to));
+    }
+}
+
+/// Where the name of the tag opened by the `<` at `at` ends (its delimiter,
+/// or the byte past `MAX_NAME`), when that is in `bytes` and the name starts
+/// with a letter.
+#[inline(always)]
+fn name_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut start = at + 1;
+    if bytes.get(start) == Some(&b'/') {
+        start += 1;
+    }
+    if !bytes.get(start)?.is_ascii_alphabetic() {
+        return None;
+    }
+    let mut j = start + 1;
+    while j < bytes.len() {
+        if is_delimiter(bytes[j]) || j - start >= MAX_NAME {
+            return Some(j);
+        }
+        j += 1;
+    }
+    None
+}
+
+/// Scans a tag's attributes from `i`: the index past its `>` and the state
+/// after it, or the chunk's end and the state to carry to the next chunk.
+/// Loops over attribute values without going back through `feed`'s
+/// state dispatch.
+#[inline(always)]
+fn skip_tag(
+    bytes: &[u8],
+    mut i: usize,
+    raw: Option<usize>,
+    mut after_equals: bool,
+    mut quote: Option<u8>,
+) -> (usize, State) {
+    loop {
+        if let Some(q) = quote {
+            match bytes[i..].iter().position(|&b| b == q) {
+                Some(offset) => {
+                    i += offset + 1;
+                    quote = None;
+                    after_equals = false;
+                }
+                None => {
+                    return (
+                        bytes.len(),
+                        State::Tag {
+                            raw,
+                            after_equals: false,
+                            quote: Some(q),
+                        },
+                    );
+                }
+            }
+        }
+        let Some(offset) = bytes[i..]
+            .iter()
+            .position(|&b| matches!(b, b'>' | b'"' | b'\''))
+        else {
+            let tail = &bytes[i..];
+            let after_equals = match tail.iter().rposition(|b| !b.is_ascii_whitespace()) {
+                Some(p) => tail[p] == b'=',
+                None => after_equals,
+            };
+            return (
+                bytes.len(),
+                State::Tag {
+                    raw,
+                    after_equals,
+                    quote: None,
+                },
+            );
+        };
+        let at = i + offset;
+        let before = &bytes[i..at];
+        let equals_before = match before.iter().rposition(|b| !b.is_ascii_whitespace()) {
+            Some(p) => before[p] == b'=',
+            None => after_equals,
+        };
+        i = at + 1;
+        match bytes[at] {
+            b'>' => {
+                return (
+                    i,
+                    match raw {
+                        Some(element) => State::RawText {
+                            element,
+                            matched: 0,
+                        },
+                        None => State::Data,
+                    },
+                );
+            }
+            q if equals_before => quote = Some(q),
+            _ => after_equals = false,
+        }
     }
 }
 
