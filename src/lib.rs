@@ -101,8 +101,22 @@
 //! (the login state machine: feed a response, get the next request) and
 //! [`inject`] (the streaming HTML scanner) never touch a socket. The driver runs them over the transport; the middleware
 //! (`layer`, `service`, `future`, `body`) classifies requests and answers.
-//! A session abandoned by a failed handshake is left to expire at the CM
-//! (its `inactivity`, 30-60 s on common servers).
+//! A handshake that fails half-way, or whose caller goes away, sends the CM
+//! one `terminate` for its half-made session (best effort, on a task bounded
+//! by the request timeout).
+//!
+//! # Limits
+//!
+//! Request bodies and CM responses are capped, each CM request has a timeout
+//! and each handshake a deadline, handshakes in progress are capped
+//! ([`PrebindLayer::max_concurrent_handshakes`]: beyond it `503` with
+//! `Retry-After`), and prebinds from other sites are refused. SCRAM salted
+//! passwords are cached across logins ([`ScramCache`]).
+//!
+//! # Same-origin BOSH
+//!
+//! [`PrebindLayer::bosh_passthrough`] forwards BOSH requests on one path to
+//! the configured CM, so pages attach on their own origin without CORS.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
