@@ -407,7 +407,12 @@ impl HtmlScanner {
                 return Opened::InsertionPoint;
             }
         }
-        let raw = if closing {
+        // Most tags are none of the raw-text elements: rule them out by
+        // length and first letter before comparing names.
+        let raw = if closing
+            || name.len() < 3
+            || !matches!(name[0] | 0x20, b's' | b't' | b'x' | b'i' | b'n' | b'p')
+        {
             None
         } else {
             RAW_TEXT.iter().position(|r| name.eq_ignore_ascii_case(r))
