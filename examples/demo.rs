@@ -34,6 +34,7 @@ use std::process::ExitCode;
 use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use bosh_prebind::{Credentials, PrebindLayer};
 use http::header;
 use tower_http::services::{ServeDir, ServeFile};
@@ -256,6 +257,11 @@ async fn main() -> ExitCode {
         options.bosh_url,
         options.credentials
     );
+    // An injected page goes out in several writes: don't let Nagle hold the
+    // tail until the first part is acknowledged.
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     if let Err(error) = axum::serve(listener, app).await {
         eprintln!("server error: {error}");
         return ExitCode::FAILURE;

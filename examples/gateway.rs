@@ -379,6 +379,9 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // An injected page goes out in several writes: don't let Nagle hold
+        // the tail until the first part is acknowledged.
+        let _ = stream.set_nodelay(true);
         let service = gateway
             .clone()
             .map_request(move |mut request: Request<Incoming>| {
