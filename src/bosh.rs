@@ -4,9 +4,8 @@
 //! Parsing is namespace-aware (never by string matching), so a server that
 //! uses prefixes, other attribute orders or extra namespaces reads the same.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
-
-use quick_xml::escape::escape;
 
 pub use crate::xml::XmlError;
 use crate::xml::{self, Element};
@@ -22,6 +21,32 @@ pub(crate) const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 pub(crate) const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 pub(crate) const NS_CLIENT: &str = "jabber:client";
 pub(crate) const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+/// Escapes a value for an XML attribute or text node. Besides the five
+/// markup characters, tab, newline and carriage return become character
+/// references: a parser normalizes them to spaces in attribute values (XML
+/// 1.0 §3.3.3), so a sid holding one would otherwise come back changed.
+pub(crate) fn escape(value: &str) -> Cow<'_, str> {
+    let special = |c: char| matches!(c, '&' | '<' | '>' | '\'' | '"' | '\t' | '\n' | '\r');
+    if !value.contains(special) {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 16);
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&apos;"),
+            '"' => out.push_str("&quot;"),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// The session-creation request (XEP-0124 §7.1, XEP-0206 §5).
 #[derive(Debug, Clone, PartialEq, Eq)]

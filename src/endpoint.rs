@@ -17,9 +17,8 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
-use quick_xml::escape::escape;
 
-use crate::bosh::{NS_BIND, NS_CLIENT, NS_HTTPBIND};
+use crate::bosh::{NS_BIND, NS_CLIENT, NS_HTTPBIND, escape};
 use crate::client::{self, BoshTransport, BoxError};
 use crate::credentials::{Credentials, normalize_domain};
 use crate::error::PrebindError;

@@ -350,7 +350,7 @@ impl Handshake {
                     match self.config.credentials.resource() {
                         Some(resource) => {
                             bind.push_str("><resource>");
-                            bind.push_str(&quick_xml::escape::escape(resource));
+                            bind.push_str(&bosh::escape(resource));
                             bind.push_str("</resource></bind>");
                         }
                         None => bind.push_str("/>"),

@@ -300,6 +300,11 @@ impl SaslExchange {
     }
 
     fn step(&mut self, input: Option<&str>) -> Result<String, SaslError> {
+        if let Some(data) = input {
+            if self.mechanism.starts_with("SCRAM-") {
+                check_scram_message(data)?;
+            }
+        }
         let mut out = Vec::new();
         let state = self
             .session
@@ -320,6 +325,27 @@ impl SaslExchange {
         // base64 output is ASCII.
         String::from_utf8(out).map_err(|e| SaslError::Exchange(e.to_string()))
     }
+}
+
+/// rsasl 2.3 slices the first two bytes of each of the first three
+/// attributes of a server-first message, and of the first attribute of a
+/// server-final one, without checking their length: `r=a,` or `v` from a
+/// CM would panic the handshake. Refuse such messages before rsasl parses
+/// them (RFC 5802 §7: every attribute is `name=value`).
+fn check_scram_message(data: &str) -> Result<(), SaslError> {
+    use base64::Engine as _;
+    let malformed = || SaslError::Exchange("malformed SCRAM message from the server".to_owned());
+    let message = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|_| malformed())?;
+    if message
+        .split(|&b| b == b',')
+        .take(3)
+        .any(|attribute| attribute.len() < 2 || attribute[1] != b'=')
+    {
+        return Err(malformed());
+    }
+    Ok(())
 }
 
 type SaslSetup = (Arc<SASLConfig>, Option<Arc<AccountCallback>>);
