@@ -17,9 +17,7 @@
 //! ```
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bosh_prebind::inject::{HtmlScanner, Scan};
@@ -27,12 +25,12 @@ use bosh_prebind::{Credentials, PrebindLayer};
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, black_box};
 use http::{Request, Response, header};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 mod support;
-use support::{fake_cm, page};
+use support::{Chunks, fake_cm, page};
 
 const PAGE_LEN: usize = 1 << 20;
 const CHUNK: usize = 8 << 10;
@@ -83,36 +81,6 @@ fn scan(chunks: &[Bytes], snippet: &Bytes) -> (usize, usize) {
 
 // ---------------------------------------------------------------------------
 // The layer end to end.
-
-/// A response body streaming prebuilt chunks (each `Bytes` clone is a
-/// reference count).
-struct Chunks {
-    chunks: Arc<[Bytes]>,
-    next: usize,
-}
-
-impl Body for Chunks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let chunk = self.chunks.get(self.next).cloned();
-        self.next += 1;
-        Poll::Ready(chunk.map(|c| Ok(Frame::data(c))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.next >= self.chunks.len()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let left = self.chunks.get(self.next..).unwrap_or_default();
-        SizeHint::with_exact(left.iter().map(|c| c.len() as u64).sum())
-    }
-}
 
 /// An app answering every request with the page, streamed.
 fn app(

@@ -21,19 +21,20 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bosh_prebind::{Credentials, PrebindLayer};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+#[path = "../benches/support/mod.rs"]
+mod support;
+use support::Chunks;
 use tower::{Layer, Service, service_fn};
 
 #[allow(dead_code)] // its `main` is the proxy's own; `serve` is used here
@@ -69,36 +70,6 @@ fn page() -> Vec<u8> {
     }
     page.push_str(tail);
     page.into_bytes()
-}
-
-/// The page's chunks, handed out one per frame (all ready at once: the app
-/// is never the slow part).
-struct Chunks {
-    chunks: Arc<[Bytes]>,
-    next: usize,
-}
-
-impl Body for Chunks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let chunk = self.chunks.get(self.next).cloned();
-        self.next += 1;
-        Poll::Ready(chunk.map(|chunk| Ok(Frame::data(chunk))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.next >= self.chunks.len()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let rest = self.chunks.get(self.next..).unwrap_or_default();
-        SizeHint::with_exact(rest.iter().map(|c| c.len() as u64).sum())
-    }
 }
 
 fn app(

@@ -3,9 +3,13 @@
 #![allow(dead_code)] // each user takes what it needs
 
 use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 
 /// A small deterministic generator (64-bit LCG, high bits).
@@ -252,4 +256,34 @@ pub(crate) async fn fake_cm(
         )
     };
     Ok(Response::new(Full::new(Bytes::from(xml))))
+}
+
+/// A response body streaming prebuilt chunks (each `Bytes` clone is a
+/// reference count).
+pub(crate) struct Chunks {
+    pub(crate) chunks: Arc<[Bytes]>,
+    pub(crate) next: usize,
+}
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let chunk = self.chunks.get(self.next).cloned();
+        self.next += 1;
+        Poll::Ready(chunk.map(|c| Ok(Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.next >= self.chunks.len()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let left = self.chunks.get(self.next..).unwrap_or_default();
+        SizeHint::with_exact(left.iter().map(|c| c.len() as u64).sum())
+    }
 }
