@@ -157,6 +157,21 @@ def bosh_seeds(markdown):
     }
     for name, bodies in variants.items():
         write("cm_response", f"variant-{name}", ANON + SEP.join(bodies))
+    # SCRAM with the harness's assistance (flag bit 4): byte 1 / 2 starts a
+    # plain SCRAM challenge / success message, `%r` is the client nonce.
+    scram_created = by_title["SCRAM-SHA-1 as bob@localhost, with the optional session IQ sent (`--session always`)"][0]
+    sha256_created = scram_created.replace(b"SCRAM-SHA-1", b"SCRAM-SHA-256")
+    first = b"\x01r=%rd42fc5f2-664d-4e6b-a154-a8e11e1fdbe0,s=ZGYzZDZmMmQtZmY5Ni00Yzg=,i=16"
+    for name, login, bodies in [
+        ("scram-sha1-wrong-signature", BOB_SCRAM, [scram_created, first, b"\x02v=zYiP90K+7rB+oqobJUWKFuPOSl0="]),
+        ("scram-sha256-server-error", BOB_SCRAM, [sha256_created, first, b"\x02e=invalid-proof"]),
+        ("scram-iterations-over-cap", BOB_SCRAM, [scram_created, first.replace(b"i=16", b"i=1000001")]),
+        ("scram-bad-nonce", ALICE, [scram_created, b"\x01r=abc,s=c2FsdA==,i=16"]),
+        ("scram-extensions", ALICE, [sha256_created, first + b",x=ext", b"\x01r=%r,s=,i=1"]),
+    ]:
+        write("cm_response", f"assisted-{name}", bytes([login[0] & 3 | 0x10]) + SEP.join(bodies))
+        write("cm_response", f"assisted-cached-{name}", bytes([login[0] & 3 | 0x30]) + SEP.join(bodies))
+
     plain_created = [b for d, b in dict(sections)["PLAIN as alice@localhost"] if d == "<-"][0]
     write(
         "cm_response",
