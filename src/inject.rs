@@ -503,7 +503,7 @@ fn skip_tag(
 ) -> (usize, State) {
     loop {
         if let Some(q) = quote {
-            match bytes[i..].iter().position(|&b| b == q) {
+            match memchr(q, &bytes[i..]) {
                 Some(offset) => {
                     i += offset + 1;
                     quote = None;
