@@ -28,25 +28,12 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use common::json_field;
+use common::{json_field, prosody};
 
 const PAGE: &str =
     "<!doctype html><html><head><title>app</title></head><body><h1>Upstream app</h1></body></html>";
 const ROBOTS: &str = "User-agent: *\nDisallow: /private/\n";
 const SNIPPET: &str = "<script type=\"application/json\" id=\"xmpp-prebind\">";
-
-fn prosody() -> Option<Uri> {
-    match std::env::var("BOSH_PREBIND_TEST_BOSH_URL") {
-        Ok(url) => Some(url.parse().expect("BOSH_PREBIND_TEST_BOSH_URL is a URL")),
-        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but BOSH_PREBIND_TEST_BOSH_URL is unset: run scripts/test.sh")
-        }
-        Err(_) => {
-            eprintln!("skipped: no Prosody (run scripts/test.sh)");
-            None
-        }
-    }
-}
 
 async fn spawn(router: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

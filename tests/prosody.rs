@@ -19,20 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt, service_fn};
 
-use common::{get, json_field, post};
-
-fn prosody() -> Option<Uri> {
-    match std::env::var("BOSH_PREBIND_TEST_BOSH_URL") {
-        Ok(url) => Some(url.parse().expect("BOSH_PREBIND_TEST_BOSH_URL is a URL")),
-        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but BOSH_PREBIND_TEST_BOSH_URL is unset: run scripts/test.sh")
-        }
-        Err(_) => {
-            eprintln!("skipped: no Prosody (run scripts/test.sh)");
-            None
-        }
-    }
-}
+use common::{get, json_field, post, prosody};
 
 /// Prebinds through the layer (inner app never reached) and returns the
 /// answer's status, content type and body.

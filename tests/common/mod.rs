@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test crate uses its own subset
 
 use bytes::Bytes;
-use http::{Request, header};
+use http::{Request, Uri, header};
 use http_body_util::Full;
 
 /// A classic Strophe-style prebind: `POST /prebind` with an XML body.
@@ -33,5 +33,20 @@ pub(crate) fn json_field<'a>(json: &'a str, key: &str) -> &'a str {
     match rest.strip_prefix('"') {
         Some(rest) => &rest[..rest.find('"').unwrap()],
         None => &rest[..rest.find([',', '}']).unwrap()],
+    }
+}
+
+/// The real Prosody started by `scripts/test.sh` (`BOSH_PREBIND_TEST_BOSH_URL`):
+/// `None` skips the test locally; under `CI=true` a missing server fails it.
+pub(crate) fn prosody() -> Option<Uri> {
+    match std::env::var("BOSH_PREBIND_TEST_BOSH_URL") {
+        Ok(url) => Some(url.parse().expect("BOSH_PREBIND_TEST_BOSH_URL is a URL")),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but BOSH_PREBIND_TEST_BOSH_URL is unset: run scripts/test.sh")
+        }
+        Err(_) => {
+            eprintln!("skipped: no Prosody (run scripts/test.sh)");
+            None
+        }
     }
 }
