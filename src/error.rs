@@ -3,7 +3,7 @@
 
 use http::StatusCode;
 
-use crate::handshake::HandshakeError;
+use crate::protocol::handshake::HandshakeError;
 
 /// Why a prebind failed.
 ///

@@ -122,39 +122,34 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod body;
-pub mod bosh;
-mod client;
-mod credentials;
-mod endpoint;
+mod driver;
 mod error;
-mod future;
-pub mod handshake;
-pub mod inject;
-mod json;
-mod layer;
-mod passthrough;
-mod sasl;
-mod service;
-mod snippet;
-mod xml;
+pub mod html;
+mod middleware;
+pub mod protocol;
+pub mod transport;
 
-pub use body::PrebindBody;
-pub use client::{BoshTransport, BoxError};
-#[cfg(feature = "client")]
-pub use client::{HttpTransport, http_transport};
-pub use credentials::{
-    Credentials, CredentialsFn, CredentialsFuture, CredentialsSource, FromExtensions, InvalidJid,
-    Mechanism,
-};
-pub use endpoint::PrebindRequest;
+// The sans-IO modules at their historical paths.
+pub use html::scanner as inject;
+pub use protocol::{bosh, handshake};
+
 pub use error::PrebindError;
-pub use future::ResponseFuture;
-pub use handshake::PrebindSession;
-pub use layer::PrebindLayer;
-pub use sasl::{SaslError, ScramCache};
-pub use service::Prebind;
-pub use snippet::SnippetContext;
+pub use html::snippet::SnippetContext;
+pub use middleware::body::PrebindBody;
+pub use middleware::credentials_source::{
+    CredentialsFn, CredentialsFuture, CredentialsSource, FromExtensions,
+};
+pub use middleware::future::ResponseFuture;
+pub use middleware::layer::PrebindLayer;
+pub use middleware::prebind_request::PrebindRequest;
+pub use middleware::service::Prebind;
+pub use protocol::credentials::{Credentials, InvalidJid, Mechanism};
+pub use protocol::handshake::PrebindSession;
+pub use protocol::sasl::SaslError;
+pub use protocol::scram_cache::ScramCache;
+pub use transport::{BoshTransport, BoxError};
+#[cfg(feature = "client")]
+pub use transport::{HttpTransport, http_transport};
 
 /// The README's Rust examples, compiled as doctests.
 #[doc = include_str!("../README.md")]

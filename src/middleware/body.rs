@@ -12,8 +12,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
-use crate::inject::{HtmlScanner, Scan};
-use crate::snippet::PendingSnippet;
+use crate::html::scanner::{HtmlScanner, Scan};
+use crate::middleware::page_session::PendingSnippet;
 
 pin_project! {
     /// Response body of [`Prebind`](crate::Prebind).

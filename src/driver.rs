@@ -1,91 +1,22 @@
-//! The driver: runs a [`Handshake`] over any tower `Service` that sends HTTP
-//! requests (the *transport*), with a timeout per request, a deadline for the
-//! whole handshake and a cap on response size.
-//!
-//! The default transport is a pooled hyper-util client (feature `client`):
-//! connections are reused across handshakes, which halves handshake latency
-//! against a fresh TCP connection per request.
+//! The driver: runs the sans-IO [`Handshake`] over a
+//! [`BoshTransport`], with a timeout per request, a deadline for the whole
+//! handshake and a cap on response size, and ends (best effort) a session
+//! whose handshake stopped half-way.
 
-use std::future::{Future, poll_fn};
-use std::task::{Context, Poll};
+use std::future::poll_fn;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, Uri};
-use http_body::Body;
+use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use tokio::time::Instant;
-use tower_service::Service;
 
 use crate::error::PrebindError;
-use crate::handshake::{Handshake, HandshakeConfig, HandshakeError, PrebindSession, Step};
-
-/// Boxed error type of transports.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Any tower `Service` that can POST a `<body/>` to the connection manager.
-///
-/// Implemented for every `Service<Request<Full<Bytes>>, Response =
-/// Response<B>>` that is `Clone + Send + 'static` with a `Send` future; you
-/// never implement it yourself. Plug in your own client (TLS, proxies,
-/// metrics) with [`PrebindLayer::transport`](crate::PrebindLayer::transport).
-pub trait BoshTransport: Clone + Send + 'static {
-    /// The response body.
-    type ResponseBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
-    /// The transport's error.
-    type Error: Into<BoxError>;
-    /// The response future.
-    type Future: Future<Output = Result<Response<Self::ResponseBody>, Self::Error>> + Send + 'static;
-
-    /// `Service::poll_ready`.
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>>;
-    /// `Service::call`.
-    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future;
-}
-
-impl<S, B> BoshTransport for S
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    B: Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
-{
-    type ResponseBody = B;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Service::poll_ready(self, cx)
-    }
-
-    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
-        Service::call(self, request)
-    }
-}
-
-/// The default transport: hyper-util's pooled HTTP/1.1 client over plain TCP.
-#[cfg(feature = "client")]
-pub type HttpTransport = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Full<Bytes>,
->;
-
-/// Builds the default transport: keep-alive pool, `TCP_NODELAY` (every
-/// handshake step is a small request waiting for a small answer), 5 s
-/// connect timeout.
-#[cfg(feature = "client")]
-pub fn http_transport() -> HttpTransport {
-    use hyper_util::client::legacy::{Client, connect::HttpConnector};
-    use hyper_util::rt::TokioExecutor;
-
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector)
-}
+use crate::protocol::handshake::{
+    Handshake, HandshakeConfig, HandshakeError, PrebindSession, Step,
+};
+use crate::transport::{BoshTransport, BoxError};
 
 /// Where and how the driver talks to the connection manager.
 #[derive(Debug, Clone)]
@@ -173,7 +104,7 @@ impl<T: BoshTransport> Drop for Abandoned<T> {
             return;
         };
         let settings = self.settings.clone();
-        let body = crate::bosh::terminate(self.next_rid, &sid);
+        let body = crate::protocol::bosh::terminate(self.next_rid, &sid);
         runtime.spawn(async move {
             let sent = tokio::time::timeout(
                 settings.request_timeout,
@@ -201,8 +132,8 @@ async fn post<T: BoshTransport>(
     );
     poll_fn(|cx| transport.poll_ready(cx))
         .await
-        .map_err(unreachable)?;
-    let response = transport.call(request).await.map_err(unreachable)?;
+        .map_err(cm_unreachable)?;
+    let response = transport.call(request).await.map_err(cm_unreachable)?;
     // XEP-0124 §17.1: HTTP errors end the session; a CM's own errors come
     // as terminate bodies on 200.
     if !response.status().is_success() {
@@ -226,7 +157,7 @@ async fn post<T: BoshTransport>(
     }
 }
 
-fn unreachable<E: Into<BoxError>>(error: E) -> PrebindError {
+fn cm_unreachable<E: Into<BoxError>>(error: E) -> PrebindError {
     let error = error.into();
     // hyper-util's error Display is terse; its source says what happened.
     let detail = match error.source() {

@@ -14,8 +14,8 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 
-use crate::client::{BoshTransport, BoxError};
-use crate::layer::Config;
+use crate::middleware::config::Config;
+use crate::transport::{BoshTransport, BoxError};
 
 /// Forwards one request to the CM and answers with its response.
 pub(crate) async fn forward<B, T>(
@@ -94,7 +94,7 @@ where
 fn terminate(status: StatusCode, condition: &'static str) -> Response<Full<Bytes>> {
     let body = format!(
         "<body xmlns='{}' type='terminate' condition='{condition}'/>",
-        crate::bosh::NS_HTTPBIND
+        crate::protocol::bosh::NS_HTTPBIND
     );
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;

@@ -7,8 +7,8 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-pub use crate::xml::XmlError;
-use crate::xml::{self, Element};
+pub use crate::protocol::xml::XmlError;
+use crate::protocol::xml::{self, Element};
 
 /// `http://jabber.org/protocol/httpbind`, the namespace of `<body/>` (XEP-0124 §4).
 pub const NS_HTTPBIND: &str = "http://jabber.org/protocol/httpbind";

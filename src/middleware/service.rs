@@ -5,18 +5,20 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Method, Request, Response, header};
+use http::{Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use crate::body::PrebindBody;
-use crate::client::{BoshTransport, BoxError};
-use crate::endpoint;
-use crate::future::ResponseFuture;
-use crate::inject::HtmlScanner;
-use crate::layer::Config;
-use crate::passthrough;
-use crate::snippet::PendingSnippet;
+use crate::html::scanner::HtmlScanner;
+use crate::middleware::body::PrebindBody;
+use crate::middleware::config::Config;
+use crate::middleware::endpoint;
+use crate::middleware::future::ResponseFuture;
+use crate::middleware::page_policy::strip_request_validators;
+use crate::middleware::page_session::PendingSnippet;
+use crate::middleware::page_session::page_snippet;
+use crate::middleware::passthrough;
+use crate::transport::{BoshTransport, BoxError};
 
 /// The service [`PrebindLayer`](crate::PrebindLayer) produces.
 #[derive(Clone, Debug)]
@@ -92,26 +94,12 @@ where
         if !matched {
             return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body)));
         }
-        // The page must come back whole and uncompressed to be written into
-        // (put compression outside this layer), and fresh: a 304 or a range
-        // cannot carry a new session.
-        for name in [
-            header::ACCEPT_ENCODING,
-            header::RANGE,
-            header::IF_RANGE,
-            header::IF_NONE_MATCH,
-            header::IF_MODIFIED_SINCE,
-            header::IF_MATCH,
-            header::IF_UNMODIFIED_SINCE,
-        ] {
-            parts.headers.remove(name);
-        }
+        strip_request_validators(&mut parts.headers);
         if parts.method == Method::HEAD {
             return ResponseFuture::head(self.inner.call(Request::from_parts(parts, body)));
         }
         // Start the handshake now, before the inner service runs.
-        let snippet =
-            endpoint::page_snippet(Arc::clone(&self.config), self.transport.clone(), &parts);
+        let snippet = page_snippet(Arc::clone(&self.config), self.transport.clone(), &parts);
         let scanner = HtmlScanner::new(&pages.marker, pages.marker_only);
         let future = self.inner.call(Request::from_parts(parts, body));
         ResponseFuture::injecting(future, PendingSnippet::Running(snippet), scanner)

@@ -15,12 +15,13 @@ use std::sync::Arc;
 
 use rand::Rng;
 
-use crate::bosh::{
+use crate::protocol::bosh::{
     self, BodyType, BoshParseError, BoshResponse, IqType, NS_BIND, NS_CLIENT, NS_SESSION,
     SaslMessage, SessionCreation, StreamFeatures,
 };
-use crate::credentials::Credentials;
-use crate::sasl::{SaslError, SaslExchange, ScramCache};
+use crate::protocol::credentials::Credentials;
+use crate::protocol::sasl::{SaslError, SaslExchange};
+use crate::protocol::scram_cache::ScramCache;
 
 /// The largest RID a client may use: JavaScript clients keep it in a double
 /// (XEP-0124 §14.1 allows up to 2^53 - 1).
@@ -515,7 +516,7 @@ fn random_rid() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xml;
+    use crate::protocol::xml;
 
     // Responses verbatim from ../shared/protocol/prosody.md (Prosody 0.12.3).
     const ANON_CREATED: &str = "<body hold='1' authid='7d0aa91d-ded8-4d91-89b3-b4c918168c50' secure='true' xmpp:version='1.0' ver='1.6' xmlns:stream='http://etherx.jabber.org/streams' xmlns:xmpp='urn:xmpp:xbosh' xmlns='http://jabber.org/protocol/httpbind' from='anon.localhost' requests='2' polling='5' sid='7d0aa91d-ded8-4d91-89b3-b4c918168c50' inactivity='60' wait='60'><stream:features xmlns='jabber:client'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>ANONYMOUS</mechanism></mechanisms></stream:features></body>";
@@ -560,14 +561,14 @@ mod tests {
         let auth = send(handshake.receive(ANON_CREATED.as_bytes()));
         assert_eq!(rid(&auth), 1062715484562);
         assert_eq!(auth.attr("sid"), Some(SID));
-        let mechanism = auth.child(crate::bosh::NS_SASL, "auth").unwrap();
+        let mechanism = auth.child(crate::protocol::bosh::NS_SASL, "auth").unwrap();
         assert_eq!(mechanism.attr("mechanism"), Some("ANONYMOUS"));
         assert_eq!(mechanism.text, "=");
 
         let restart = send(handshake.receive(ANON_SUCCESS.as_bytes()));
         assert_eq!(rid(&restart), 1062715484563);
         assert_eq!(
-            restart.attr_ns(crate::bosh::NS_XBOSH, "restart"),
+            restart.attr_ns(crate::protocol::bosh::NS_XBOSH, "restart"),
             Some("true")
         );
         assert_eq!(restart.attr("to"), Some("anon.localhost"));
@@ -608,7 +609,7 @@ mod tests {
         config.first_rid = Some(613066136849);
         let (mut handshake, _) = Handshake::start(config);
         let auth = send(handshake.receive(PLAIN_CREATED.as_bytes()));
-        let auth = auth.child(crate::bosh::NS_SASL, "auth").unwrap();
+        let auth = auth.child(crate::protocol::bosh::NS_SASL, "auth").unwrap();
         assert_eq!(auth.attr("mechanism"), Some("PLAIN"));
         assert_eq!(auth.text, "AGFsaWNlAHNlY3JldC1hbGljZQ==");
         send(handshake.receive(PLAIN_SUCCESS.as_bytes()));
@@ -633,7 +634,7 @@ mod tests {
         assert_eq!(poll.attr("sid"), Some(SID));
         let auth = send(handshake.receive(ANON_CREATED.as_bytes()));
         assert_eq!(rid(&auth), 12);
-        assert!(auth.child(crate::bosh::NS_SASL, "auth").is_some());
+        assert!(auth.child(crate::protocol::bosh::NS_SASL, "auth").is_some());
     }
 
     #[test]

@@ -1,19 +1,20 @@
-//! [`ResponseFuture`] of the [`Prebind`](crate::Prebind) service, and the
-//! header rules for injected pages (DESIGN §3.4).
+//! [`ResponseFuture`] of the [`Prebind`](crate::Prebind) service: one
+//! variant per path (inner future untouched, an answer made here, a page
+//! being injected, `HEAD` on a page).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
-use http::{Response, StatusCode};
+use http::Response;
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
-use crate::body::PrebindBody;
-use crate::inject::HtmlScanner;
-use crate::snippet::PendingSnippet;
+use crate::html::scanner::HtmlScanner;
+use crate::middleware::body::PrebindBody;
+use crate::middleware::page_policy::{is_injectable, make_uncacheable};
+use crate::middleware::page_session::PendingSnippet;
 
 /// A boxed answer made by the middleware itself.
 pub(crate) type AnswerFuture = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
@@ -122,33 +123,4 @@ where
             }
         }
     }
-}
-
-/// A complete, uncompressed HTML document (DESIGN §3.4).
-fn is_injectable<B>(response: &Response<B>) -> bool {
-    let headers = response.headers();
-    let html = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/html"));
-    let identity = headers
-        .get_all(header::CONTENT_ENCODING)
-        .iter()
-        .all(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"));
-    response.status() == StatusCode::OK
-        && html
-        && identity
-        && !headers.contains_key(header::CONTENT_RANGE)
-}
-
-/// An injected page carries a session: it must not be stored or revalidated
-/// (a cache would hand one visitor's session to another), and its length
-/// changes by a snippet not known when the head goes out.
-fn make_uncacheable(headers: &mut HeaderMap) {
-    headers.remove(header::CONTENT_LENGTH);
-    headers.remove(header::ETAG);
-    headers.remove(header::LAST_MODIFIED);
-    headers.remove(header::ACCEPT_RANGES);
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }

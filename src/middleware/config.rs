@@ -1,0 +1,141 @@
+//! [`Config`]: everything the middleware needs, built by
+//! [`PrebindLayer`](crate::PrebindLayer) and shared by every clone of the
+//! service in one `Arc`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Uri;
+use http::request::Parts;
+use tokio::sync::Semaphore;
+
+use crate::driver::ClientSettings;
+use crate::html::snippet::Renderer;
+use crate::middleware::credentials_source::{CredentialsSource, NoCredentials};
+use crate::protocol::scram_cache::ScramCache;
+
+/// Handshakes in progress at once, by default: well above what one CM
+/// serves (Prosody: about 1000 anonymous logins per second per core, a few
+/// milliseconds each), well below what would exhaust sockets.
+const DEFAULT_MAX_HANDSHAKES: usize = 256;
+
+/// Everything the middleware needs, shared by all its clones in one `Arc`.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) client: ClientSettings,
+    pub(crate) public_bosh_url: String,
+    /// True once `public_bosh_url` was set by the user.
+    pub(crate) public_bosh_url_set: bool,
+    pub(crate) passthrough_path: Option<String>,
+    pub(crate) prebind_path: String,
+    pub(crate) allowed_domains: Vec<String>,
+    pub(crate) credentials: Arc<dyn CredentialsSource>,
+    pub(crate) default_wait: u32,
+    pub(crate) max_wait: u32,
+    pub(crate) max_hold: u32,
+    pub(crate) lang: String,
+    pub(crate) route: Option<String>,
+    pub(crate) max_request_body: usize,
+    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) pages: Pages,
+    /// Permits for handshakes in progress, shared by every clone.
+    pub(crate) handshakes: Arc<Semaphore>,
+    pub(crate) scram_cache: Option<Arc<ScramCache>>,
+}
+
+/// Which HTML responses get a session, and how it is written into them.
+#[derive(Clone)]
+pub(crate) struct Pages {
+    pub(crate) paths: Vec<String>,
+    pub(crate) prefixes: Vec<String>,
+    pub(crate) predicate: Option<Arc<PagePredicate>>,
+    /// The whole marker comment, `<!--…-->`.
+    pub(crate) marker: Box<[u8]>,
+    pub(crate) marker_only: bool,
+    pub(crate) element_id: String,
+    pub(crate) renderer: Option<Arc<Renderer>>,
+}
+
+/// Decides whether a request's page gets a session.
+pub(crate) type PagePredicate = dyn Fn(&Parts) -> bool + Send + Sync;
+
+impl Pages {
+    /// True when no route is configured: the fast path skips everything.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.paths.is_empty() && self.prefixes.is_empty() && self.predicate.is_none()
+    }
+
+    /// Matches by path alone (the predicate needs the request head).
+    pub(crate) fn matches_path(&self, path: &str) -> bool {
+        self.paths.iter().any(|p| p == path)
+            || self.prefixes.iter().any(|p| path.starts_with(p.as_str()))
+    }
+}
+
+impl Config {
+    pub(crate) fn new(bosh_url: Uri) -> Self {
+        Config {
+            public_bosh_url: bosh_url.to_string(),
+            public_bosh_url_set: false,
+            passthrough_path: None,
+            client: ClientSettings {
+                bosh_url,
+                request_timeout: Duration::from_secs(5),
+                handshake_timeout: Duration::from_secs(10),
+                max_response_body: 64 * 1024,
+            },
+            prebind_path: "/prebind".to_owned(),
+            allowed_domains: Vec::new(),
+            credentials: Arc::new(NoCredentials),
+            default_wait: 59,
+            max_wait: 59,
+            max_hold: 1,
+            lang: "en".to_owned(),
+            route: None,
+            max_request_body: 2048,
+            allowed_origins: Vec::new(),
+            handshakes: Arc::new(Semaphore::new(DEFAULT_MAX_HANDSHAKES)),
+            scram_cache: Some(Arc::new(ScramCache::new(1024))),
+            pages: Pages {
+                paths: Vec::new(),
+                prefixes: Vec::new(),
+                predicate: None,
+                marker: Box::from(&b"<!--xmpp-prebind-->"[..]),
+                marker_only: false,
+                element_id: "xmpp-prebind".to_owned(),
+                renderer: None,
+            },
+        }
+    }
+
+    /// True when sessions may be opened on `domain` (already normalized).
+    pub(crate) fn is_allowed(&self, domain: &str) -> bool {
+        self.allowed_domains.iter().any(|d| d == domain)
+    }
+
+    /// The BOSH URL the browser is told to use.
+    pub(crate) fn bosh_service_url(&self) -> &str {
+        &self.public_bosh_url
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("client", &self.client)
+            .field("public_bosh_url", &self.public_bosh_url)
+            .field("passthrough_path", &self.passthrough_path)
+            .field("prebind_path", &self.prebind_path)
+            .field("allowed_domains", &self.allowed_domains)
+            .field("default_wait", &self.default_wait)
+            .field("max_wait", &self.max_wait)
+            .field("max_hold", &self.max_hold)
+            .field("max_request_body", &self.max_request_body)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("inject_paths", &self.pages.paths)
+            .field("inject_prefixes", &self.pages.prefixes)
+            .field("marker", &String::from_utf8_lossy(&self.pages.marker))
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,110 @@
+//! Who a pre-bound session logs in as, chosen per request.
+//!
+//! The layer asks a [`CredentialsSource`] for every prebind (and, with HTML
+//! injection, every matching page request). Built-in sources cover the common
+//! cases: [`Credentials`] itself (a fixed anonymous domain or a fixed account),
+//! [`FromExtensions`] (the idiomatic path: the application's own auth middleware
+//! inserts a [`Credentials`] value into the request extensions), and
+//! [`CredentialsFn`] for anything else (an async lookup given the request head).
+//!
+//! A source answering `None` means "nobody to log in for this request": the
+//! prebind path answers `401`.
+
+use std::fmt;
+use std::future::{Future, ready};
+use std::pin::Pin;
+
+use http::request::Parts;
+
+use crate::protocol::credentials::Credentials;
+
+/// The future a [`CredentialsSource`] returns.
+pub type CredentialsFuture = Pin<Box<dyn Future<Output = Option<Credentials>> + Send + 'static>>;
+
+/// Decides, per request, who the pre-bound session logs in as.
+pub trait CredentialsSource: Send + Sync + 'static {
+    /// The credentials for this request, or `None` when there is nobody to log
+    /// in (the prebind path then answers `401`). Takes the request head only;
+    /// the returned future must own what it needs.
+    fn credentials(&self, request: &Parts) -> CredentialsFuture;
+
+    /// The domains this source can produce without looking at a request, added
+    /// to the allow-list automatically.
+    fn static_domains(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// A fixed identity: every request logs in with the same credentials.
+impl CredentialsSource for Credentials {
+    fn credentials(&self, _request: &Parts) -> CredentialsFuture {
+        Box::pin(ready(Some(self.clone())))
+    }
+
+    fn static_domains(&self) -> Vec<String> {
+        vec![self.domain().to_owned()]
+    }
+}
+
+/// Reads a [`Credentials`] value that earlier middleware put into the request
+/// extensions; `None` when there is none.
+///
+/// The domains such credentials may use must be allowed explicitly with
+/// [`PrebindLayer::allow_domain`](crate::PrebindLayer::allow_domain).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FromExtensions;
+
+impl CredentialsSource for FromExtensions {
+    fn credentials(&self, request: &Parts) -> CredentialsFuture {
+        Box::pin(ready(request.extensions.get::<Credentials>().cloned()))
+    }
+}
+
+/// A closure given the request head, returning a future of the credentials:
+/// see [`PrebindLayer::credentials_fn`](crate::PrebindLayer::credentials_fn).
+#[derive(Clone)]
+pub struct CredentialsFn<F>(pub(crate) F);
+
+impl<F> fmt::Debug for CredentialsFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CredentialsFn")
+    }
+}
+
+impl<F, Fut> CredentialsSource for CredentialsFn<F>
+where
+    F: Fn(&Parts) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Option<Credentials>> + Send + 'static,
+{
+    fn credentials(&self, request: &Parts) -> CredentialsFuture {
+        Box::pin((self.0)(request))
+    }
+}
+
+/// No source configured: nobody is logged in, every prebind answers `401`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct NoCredentials;
+
+impl CredentialsSource for NoCredentials {
+    fn credentials(&self, _request: &Parts) -> CredentialsFuture {
+        Box::pin(ready(None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn from_extensions_reads_what_middleware_inserted() {
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        assert_eq!(FromExtensions.credentials(&parts).await, None);
+        parts
+            .extensions
+            .insert(Credentials::anonymous("anon.localhost"));
+        assert_eq!(
+            FromExtensions.credentials(&parts).await,
+            Some(Credentials::anonymous("anon.localhost"))
+        );
+    }
+}
