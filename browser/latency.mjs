@@ -1,4 +1,4 @@
-// Session-ready time in a real browser with emulated latency (DESIGN §5):
+// Session-ready time in a real browser with emulated latency (docs/design.md §5):
 // navigation start → first XEP-0199 ping reply, in headless Chromium, for
 //
 //   injected  the demo's `/`: the session is in the page (0 round trips to get it)

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Writes the committed seed corpora under fuzz/seeds/<target>/.
 
-    python3 fuzz/make_seeds.py [PATH/TO/prosody.md]
+    python3 fuzz/make_seeds.py [PATH/TO/transcripts.md]
 
 The BOSH seeds come from the real Prosody 0.12.3 transcripts in
-shared/protocol/prosody.md (default: ../shared/protocol/prosody.md next to the
-repository): every `<-` response body, every `->` request body, and whole
-transcripts as handshake sequences. The HTML seeds are hand-written pages.
+docs/protocol/prosody-0.12.md (the default, found relative to this script):
+every `<-` response body, every `->` request body, and whole transcripts as
+handshake sequences. The HTML seeds are hand-written pages.
 Re-running it rewrites the seeds deterministically; it never touches the
 scratch corpora (fuzz/corpus/, gitignored).
 """
@@ -67,7 +67,7 @@ def bosh_seeds(markdown):
     for body in dict.fromkeys(responses):
         write("cm_response", "response-" + short(body), ANON + body)
 
-    # Whole handshakes: the four first transcripts of prosody.md.
+    # Whole handshakes: the four first transcripts of prosody-0.12.md.
     by_title = {t: [b for d, b in lines if d == "<-"] for t, lines in sections}
     for title, login, name in [
         ("ANONYMOUS on anon.localhost", ANON, "anonymous"),
@@ -270,7 +270,7 @@ def html_seeds():
 
 
 def main():
-    md_path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "..", "..", "shared", "protocol", "prosody.md")
+    md_path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "..", "docs", "protocol", "prosody-0.12.md")
     with open(md_path, encoding="utf-8") as f:
         markdown = f.read()
     for target in ("cm_response", "prebind_request", "html_scanner"):

@@ -1,5 +1,5 @@
 //! Every way a prebind can fail, with the HTTP status and condition the client
-//! is told (DESIGN §3.3): the status says who failed, the condition what.
+//! is told (docs/design.md §3.3): the status says who failed, the condition what.
 
 use http::StatusCode;
 

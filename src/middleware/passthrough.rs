@@ -1,4 +1,4 @@
-//! Same-origin BOSH (DESIGN §3.5): the browser attaches at a path of the web
+//! Same-origin BOSH (docs/design.md §3.5): the browser attaches at a path of the web
 //! app (`/http-bind`) and the layer forwards its requests, byte for byte, to
 //! the one configured connection manager through the same transport. Nothing
 //! else is forwarded anywhere: the target is fixed, the path is exact, the

@@ -10,7 +10,7 @@ use crate::protocol::xml;
 
 /// What a `POST` to the prebind path asked for: every attribute of
 /// `<body xmlns='http://jabber.org/protocol/httpbind' to rid wait hold/>` is
-/// optional (DESIGN §3.1). Public for custom endpoints and fuzzing.
+/// optional (docs/design.md §3.1). Public for custom endpoints and fuzzing.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PrebindRequest {

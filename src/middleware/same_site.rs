@@ -42,7 +42,7 @@ pub(crate) fn allow_cors(headers: &mut HeaderMap, origin: HeaderValue) {
     headers.insert(header::VARY, HeaderValue::from_static("Origin"));
 }
 
-/// Refuses prebinds started by another site (DESIGN §6): a page elsewhere
+/// Refuses prebinds started by another site (docs/design.md §6): a page elsewhere
 /// must not be able to spend our handshakes or learn a session made with the
 /// visitor's cookies. `Sec-Fetch-Site` is trusted when present (browsers set
 /// it and pages cannot); otherwise `Origin` must match `Host`.

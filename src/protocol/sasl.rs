@@ -350,7 +350,7 @@ mod tests {
     fn plain_initial_response_matches_prosody_transcript() {
         let alice = Credentials::account("alice@localhost", "secret-alice").unwrap();
         let (mut exchange, auth) = SaslExchange::start(&alice, &offered(&["PLAIN"]), None).unwrap();
-        // From ../shared/protocol/prosody.md, "SASL auth PLAIN".
+        // From docs/protocol/prosody-0.12.md, "SASL auth PLAIN".
         assert!(
             auth.ends_with(">AGFsaWNlAHNlY3JldC1hbGljZQ==</auth>"),
             "{auth}"
