@@ -46,7 +46,7 @@ fn benches(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let url: http::Uri = "http://127.0.0.1:5280/http-bind".parse().unwrap();
+    let url: bosh_prebind::BoshUrl = "http://127.0.0.1:5280/http-bind".parse().unwrap();
     let mut group = c.benchmark_group("passthrough");
     let inner = app();
     group.bench_function("no_layer", |b| b.iter(|| run(&runtime, &inner)));

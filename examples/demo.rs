@@ -43,7 +43,7 @@ use tower_http::trace::TraceLayer;
 #[derive(Debug)]
 struct Options {
     listen: SocketAddr,
-    bosh_url: http::Uri,
+    bosh_url: bosh_prebind::BoshUrl,
     credentials: Credentials,
     /// The domain sessions are opened on (the account's, or the anonymous one).
     session_domain: String,

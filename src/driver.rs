@@ -158,11 +158,23 @@ async fn post<T: BoshTransport>(
 }
 
 fn cm_unreachable<E: Into<BoxError>>(error: E) -> PrebindError {
-    let error = error.into();
-    // hyper-util's error Display is terse; its source says what happened.
-    let detail = match error.source() {
-        Some(source) => format!("{error}: {source}"),
-        None => error.to_string(),
-    };
-    PrebindError::Unreachable(detail)
+    PrebindError::Unreachable(error_chain(&*error.into()))
+}
+
+/// An error and all its sources, `outer: inner: …`: hyper-util's own
+/// Display is terse ("client error (Connect)"); the OS error or the
+/// certificate problem is further down the chain. For server-side logs.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Some errors repeat their source in their own message.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -147,7 +147,7 @@ pub use protocol::credentials::{Credentials, InvalidJid, Mechanism};
 pub use protocol::handshake::PrebindSession;
 pub use protocol::sasl::SaslError;
 pub use protocol::scram_cache::ScramCache;
-pub use transport::{BoshTransport, BoxError};
+pub use transport::{BoshTransport, BoshUrl, BoxError};
 #[cfg(feature = "client")]
 pub use transport::{HttpTransport, http_transport};
 

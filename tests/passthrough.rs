@@ -102,7 +102,7 @@ fn layered(
         .bosh_passthrough("/http-bind")
         .max_wait(30)
         .request_timeout(Duration::from_secs(5))
-        .max_response_body(1024)
+        .bosh_passthrough_max_request_body(1024)
         .layer(app())
 }
 

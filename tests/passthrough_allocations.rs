@@ -48,7 +48,7 @@ fn requests_the_layer_does_not_handle_allocate_nothing_extra() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let url: http::Uri = "http://127.0.0.1:5280/http-bind".parse().unwrap();
+    let url: bosh_prebind::BoshUrl = "http://127.0.0.1:5280/http-bind".parse().unwrap();
     // Warm up lazily initialized statics (tracing callsites, runtime).
     allocations(&runtime, app(), "/");
 

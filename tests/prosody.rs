@@ -31,7 +31,7 @@ async fn prebind(
     let app = service_fn(|_: Request<Full<Bytes>>| async {
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"app"))))
     });
-    let service = PrebindLayer::new(url.clone())
+    let service = PrebindLayer::new(bosh_prebind::BoshUrl::try_from(url.clone()).unwrap())
         .credentials(credentials)
         .layer(app);
     let response = service.oneshot(request).await.unwrap();
@@ -266,7 +266,7 @@ async fn injected_page_session_attaches_and_answers_a_ping() {
                 .unwrap(),
         )
     });
-    let service = PrebindLayer::new(url.clone())
+    let service = PrebindLayer::new(bosh_prebind::BoshUrl::try_from(url.clone()).unwrap())
         .credentials(Credentials::anonymous("anon.localhost"))
         .inject_path("/")
         .layer(app);
@@ -294,7 +294,7 @@ async fn a_session_attaches_through_the_same_origin_passthrough() {
     let app = service_fn(|_: Request<Full<Bytes>>| async {
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"app"))))
     });
-    let service = PrebindLayer::new(url)
+    let service = PrebindLayer::new(bosh_prebind::BoshUrl::try_from(url).unwrap())
         .credentials(Credentials::anonymous("anon.localhost"))
         .bosh_passthrough("/http-bind")
         .layer(app);
@@ -332,7 +332,7 @@ async fn a_thousand_prebinds_at_concurrency_64_all_succeed_and_attach() {
     let app = service_fn(|_: Request<Full<Bytes>>| async {
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"app"))))
     });
-    let service = PrebindLayer::new(url.clone())
+    let service = PrebindLayer::new(bosh_prebind::BoshUrl::try_from(url.clone()).unwrap())
         .credentials(Credentials::anonymous("anon.localhost"))
         .layer(app);
     let concurrency = Arc::new(Semaphore::new(64));

@@ -13,6 +13,8 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 
 use crate::html::scanner::{HtmlScanner, Scan};
+use crate::middleware::forwarded_body::ForwardedBody;
+use crate::transport::BoxError;
 use crate::middleware::page_session::PendingSnippet;
 
 pin_project! {
@@ -28,6 +30,7 @@ pin_project! {
     enum Kind<B> {
         Inner { #[pin] body: B },
         Full { #[pin] body: Full<Bytes> },
+        Forwarded { #[pin] body: ForwardedBody },
         Injecting { #[pin] body: B, injector: Injector },
     }
 }
@@ -72,6 +75,12 @@ impl<B> PrebindBody<B> {
         }
     }
 
+    pub(crate) fn forwarded(body: ForwardedBody) -> Self {
+        PrebindBody {
+            kind: Kind::Forwarded { body },
+        }
+    }
+
     pub(crate) fn injecting(body: B, scanner: HtmlScanner, snippet: PendingSnippet) -> Self {
         PrebindBody {
             kind: Kind::Injecting {
@@ -97,22 +106,27 @@ impl<B> Default for PrebindBody<B> {
     }
 }
 
+/// Errors are boxed: a forwarded CM answer can fail mid-body too (the
+/// server then aborts the response).
 impl<B> Body for PrebindBody<B>
 where
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes, Error: Into<BoxError>>,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.project().kind.project() {
-            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Inner { body } => body
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map_err(Into::into))),
             KindProj::Full { body } => body
                 .poll_frame(cx)
                 .map(|frame| frame.map(|f| f.map_err(|never| match never {}))),
+            KindProj::Forwarded { body } => body.poll_frame(cx),
             KindProj::Injecting { mut body, injector } => loop {
                 // Keep the handshake moving whatever else waits.
                 injector.snippet.progress(cx);
@@ -144,7 +158,7 @@ where
                         if frame.is_none() {
                             injector.phase = Phase::Finished;
                         }
-                        return Poll::Ready(frame);
+                        return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
                     }
                     Phase::Scanning => match ready!(body.as_mut().poll_frame(cx)) {
                         Some(Ok(frame)) => match frame.into_data() {
@@ -166,7 +180,7 @@ where
                                 end_of_page(injector);
                             }
                         },
-                        Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                        Some(Err(error)) => return Poll::Ready(Some(Err(error.into()))),
                         None => end_of_page(injector),
                     },
                 }
@@ -178,6 +192,7 @@ where
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
             Kind::Full { body } => body.is_end_stream(),
+            Kind::Forwarded { body } => body.is_end_stream(),
             Kind::Injecting { injector, .. } => {
                 matches!(injector.phase, Phase::Finished)
                     && injector.queue.is_empty()
@@ -190,6 +205,7 @@ where
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
             Kind::Full { body } => body.size_hint(),
+            Kind::Forwarded { body } => body.size_hint(),
             Kind::Injecting { body, injector } => {
                 let queued: u64 = injector.queue.iter().map(|b| b.len() as u64).sum();
                 let inner = match injector.phase {

@@ -28,6 +28,7 @@ pub(crate) struct Config {
     /// True once `public_bosh_url` was set by the user.
     pub(crate) public_bosh_url_set: bool,
     pub(crate) passthrough_path: Option<String>,
+    pub(crate) passthrough: PassthroughLimits,
     pub(crate) prebind_path: String,
     pub(crate) allowed_domains: Vec<String>,
     pub(crate) credentials: Arc<dyn CredentialsSource>,
@@ -43,6 +44,21 @@ pub(crate) struct Config {
     pub(crate) handshakes: Arc<Semaphore>,
     pub(crate) scram_cache: Option<Arc<ScramCache>>,
 }
+
+/// The same-origin BOSH path's own limits: chat traffic, not handshakes.
+#[derive(Clone)]
+pub(crate) struct PassthroughLimits {
+    /// The browser's request body (read whole: the transport takes whole
+    /// bodies). 1 MiB by default: a vCard with a photo is a few hundred KiB.
+    pub(crate) max_request_body: usize,
+    /// The CM's answer, streamed; no cap by default (the CM is trusted).
+    pub(crate) max_response_body: Option<u64>,
+    /// The browser's address, sent to the CM as `X-Forwarded-For`.
+    pub(crate) client_ip: Option<Arc<ClientIp>>,
+}
+
+/// Finds the browser's address in the request head.
+pub(crate) type ClientIp = dyn Fn(&Parts) -> Option<std::net::IpAddr> + Send + Sync;
 
 /// Which HTML responses get a session, and how it is written into them.
 #[derive(Clone)]
@@ -79,6 +95,11 @@ impl Config {
             public_bosh_url: bosh_url.to_string(),
             public_bosh_url_set: false,
             passthrough_path: None,
+            passthrough: PassthroughLimits {
+                max_request_body: 1024 * 1024,
+                max_response_body: None,
+                client_ip: None,
+            },
             client: ClientSettings {
                 bosh_url,
                 request_timeout: Duration::from_secs(5),

@@ -13,11 +13,15 @@ use pin_project_lite::pin_project;
 
 use crate::html::scanner::HtmlScanner;
 use crate::middleware::body::PrebindBody;
+use crate::middleware::forwarded_body::ForwardedBody;
 use crate::middleware::page_policy::{is_injectable, make_uncacheable};
 use crate::middleware::page_session::PendingSnippet;
 
 /// A boxed answer made by the middleware itself.
 pub(crate) type AnswerFuture = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
+
+/// A boxed answer of the CM, forwarded on the same-origin BOSH path.
+pub(crate) type ForwardFuture = Pin<Box<dyn Future<Output = Response<ForwardedBody>> + Send>>;
 
 pin_project! {
     /// Response future of [`Prebind`](crate::Prebind).
@@ -35,6 +39,8 @@ pin_project! {
         // The prebind path, answered by the middleware (the only boxed path
         // besides the snippet: both do I/O anyway).
         Answered { future: AnswerFuture },
+        // Same-origin BOSH: the CM's answer, streamed.
+        Forwarding { future: ForwardFuture },
         // An HTML route: the inner service and the handshake run together.
         Injecting {
             #[pin] future: F,
@@ -56,6 +62,12 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn answered(future: AnswerFuture) -> Self {
         ResponseFuture {
             kind: Kind::Answered { future },
+        }
+    }
+
+    pub(crate) fn forwarding(future: ForwardFuture) -> Self {
+        ResponseFuture {
+            kind: Kind::Forwarding { future },
         }
     }
 
@@ -91,6 +103,10 @@ where
             KindProj::Answered { future } => {
                 let response = ready!(future.as_mut().poll(cx));
                 Poll::Ready(Ok(response.map(PrebindBody::full)))
+            }
+            KindProj::Forwarding { future } => {
+                let response = ready!(future.as_mut().poll(cx));
+                Poll::Ready(Ok(response.map(PrebindBody::forwarded)))
             }
             KindProj::Injecting {
                 future,

@@ -46,13 +46,18 @@ impl<T> fmt::Debug for PrebindLayer<T> {
 #[cfg(feature = "client")]
 impl PrebindLayer<crate::transport::HttpTransport> {
     /// A layer that pre-binds sessions at the connection manager at
-    /// `bosh_url` (e.g. `http://127.0.0.1:5280/http-bind`) through the
-    /// default hyper-util client (plain HTTP; for HTTPS plug in a TLS client
-    /// with [`transport`](Self::transport)).
+    /// `bosh_url` (e.g. `http://127.0.0.1:5280/http-bind` or
+    /// `https://xmpp.example.org/bosh`) through the default transport
+    /// ([`http_transport`](crate::http_transport)). An `https://` URL needs
+    /// the `rustls` feature (on by default): without it, parsing the
+    /// [`BoshUrl`](crate::transport::BoshUrl) fails and says so. To trust a
+    /// private CA, build the transport with
+    /// [`HttpTransportBuilder`](crate::transport::HttpTransportBuilder) and use
+    /// [`with_transport`](Self::with_transport).
     ///
     /// Nobody is logged in until a credentials source is set.
-    pub fn new(bosh_url: Uri) -> Self {
-        Self::with_transport(bosh_url, crate::transport::http_transport())
+    pub fn new(bosh_url: crate::transport::BoshUrl) -> Self {
+        Self::with_transport(bosh_url.into(), crate::transport::http_transport())
     }
 }
 
@@ -150,10 +155,13 @@ impl<T> PrebindLayer<T> {
     /// Forwards BOSH requests POSTed to `path` (e.g. `/http-bind`) to the
     /// connection manager, so pages attach on their own origin with no CORS
     /// set-up. Only that exact path, only POST, only to the configured CM;
-    /// bodies capped by [`max_response_body`](Self::max_response_body), held
-    /// requests allowed up to `max_wait` plus the request timeout. Browsers
-    /// are told to use `path` unless [`public_bosh_url`](Self::public_bosh_url)
-    /// says otherwise.
+    /// held requests allowed up to `max_wait` plus the request timeout.
+    /// Answers are streamed as they arrive, whatever their size (see
+    /// [`bosh_passthrough_max_response_body`](Self::bosh_passthrough_max_response_body));
+    /// request bodies are capped by
+    /// [`bosh_passthrough_max_request_body`](Self::bosh_passthrough_max_request_body).
+    /// Browsers are told to use `path` unless
+    /// [`public_bosh_url`](Self::public_bosh_url) says otherwise.
     pub fn bosh_passthrough(mut self, path: impl Into<String>) -> Self {
         let path = path.into();
         let config = self.config();
@@ -161,6 +169,33 @@ impl<T> PrebindLayer<T> {
             config.public_bosh_url.clone_from(&path);
         }
         config.passthrough_path = Some(path);
+        self
+    }
+
+    /// Largest request body the pass-through reads from a browser (default
+    /// 1 MiB: a vCard photo upload is a few hundred KiB; stay below the CM's
+    /// own limit, Prosody's `c2s_stanza_size_limit`).
+    pub fn bosh_passthrough_max_request_body(mut self, bytes: usize) -> Self {
+        self.config().passthrough.max_request_body = bytes;
+        self
+    }
+
+    /// Largest answer the pass-through streams from the CM (default: no
+    /// cap, the CM is yours). Beyond it the response is aborted.
+    pub fn bosh_passthrough_max_response_body(mut self, bytes: Option<u64>) -> Self {
+        self.config().passthrough.max_response_body = bytes;
+        self
+    }
+
+    /// Tells the CM who the browser is, as `X-Forwarded-For` on pass-through
+    /// requests (appended to one a proxy in front already set), so its per-IP
+    /// limits and logs see the browser (Prosody: `trusted_proxies`). `f`
+    /// finds the address in the request head, e.g. axum's `ConnectInfo`.
+    pub fn bosh_passthrough_forwarded_for<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<std::net::IpAddr> + Send + Sync + 'static,
+    {
+        self.config().passthrough.client_ip = Some(Arc::new(f));
         self
     }
 

@@ -11,6 +11,7 @@ pub(crate) mod config;
 pub(crate) mod credentials_source;
 pub(crate) mod endpoint;
 pub(crate) mod establish;
+pub(crate) mod forwarded_body;
 pub(crate) mod future;
 pub(crate) mod layer;
 pub(crate) mod page_policy;

@@ -2,19 +2,20 @@
 //! app (`/http-bind`) and the layer forwards its requests, byte for byte, to
 //! the one configured connection manager through the same transport. Nothing
 //! else is forwarded anywhere: the target is fixed, the path is exact, the
-//! method is POST, the body is capped.
+//! method is POST, the request body is capped.
 //!
-//! Each BOSH response is one XML document the client parses whole, so it is
-//! read fully (within the cap) before it is answered: a CM failing mid-body
-//! then gets a clean 502 instead of a truncated document.
+//! Answers are streamed, not buffered: ordinary chat traffic (a vCard photo,
+//! a roster, a MAM page) can be far larger than any handshake answer. See
+//! [`ForwardedBody`] for their limits.
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 
 use crate::middleware::config::Config;
+use crate::middleware::forwarded_body::ForwardedBody;
 use crate::transport::{BoshTransport, BoxError};
 
 /// Forwards one request to the CM and answers with its response.
@@ -22,7 +23,7 @@ pub(crate) async fn forward<B, T>(
     config: &Config,
     mut transport: T,
     request: Request<B>,
-) -> Response<Full<Bytes>>
+) -> Response<ForwardedBody>
 where
     B: Body<Error: Into<BoxError>>,
     T: BoshTransport,
@@ -34,10 +35,10 @@ where
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    let limit = config.client.max_response_body;
+    let limits = &config.passthrough;
     let (parts, body) = request.into_parts();
-    // Reading the browser's body is bounded like a prebind request.
-    let read = Limited::new(body, limit).collect();
+    // The transport takes whole bodies: the browser's is read, within its cap.
+    let read = Limited::new(body, limits.max_request_body).collect();
     let body = match tokio::time::timeout(config.client.request_timeout, read).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(error)) if error.is::<LengthLimitError>() => {
@@ -57,6 +58,18 @@ where
     outgoing
         .headers_mut()
         .insert(header::CONTENT_TYPE, content_type);
+    if let Some(client_ip) = limits.client_ip.as_ref().and_then(|f| f(&parts)) {
+        // RFC 7239 §5.2's de-facto predecessor: append to what a proxy in
+        // front of us already said, so the CM's `trusted_proxies` logic
+        // sees the chain.
+        let chain = match parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(earlier) => format!("{earlier}, {client_ip}"),
+            None => client_ip.to_string(),
+        };
+        if let Ok(value) = HeaderValue::try_from(chain) {
+            outgoing.headers_mut().insert("x-forwarded-for", value);
+        }
+    }
 
     // The CM may hold a request for up to `wait` seconds (XEP-0124 §7.4):
     // allow that plus the ordinary request timeout.
@@ -66,24 +79,37 @@ where
         std::future::poll_fn(|cx| transport.poll_ready(cx))
             .await
             .map_err(Into::into)?;
-        let response = transport.call(outgoing).await.map_err(Into::into)?;
-        let (head, body) = response.into_parts();
-        let body = Limited::new(body, limit).collect().await?.to_bytes();
-        Ok::<_, BoxError>((head, body))
+        transport.call(outgoing).await.map_err(Into::into)
     };
     match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok((head, body))) => {
-            let mut response = Response::new(Full::new(body));
+        Ok(Ok(answer)) => {
+            let (head, body) = answer.into_parts();
+            // `copy_to_bytes` of `Bytes` (hyper's data) is a cheap split.
+            let body = body
+                .map_frame(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))
+                .map_err(Into::into)
+                .boxed_unsync();
+            let body = ForwardedBody::streaming(
+                body,
+                config.client.request_timeout,
+                limits.max_response_body,
+            );
+            let mut response = Response::new(body);
             *response.status_mut() = head.status;
-            if let Some(content_type) = head.headers.get(header::CONTENT_TYPE) {
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_TYPE, content_type.clone());
+            for name in [header::CONTENT_TYPE, header::CONTENT_LENGTH] {
+                if let Some(value) = head.headers.get(&name) {
+                    response.headers_mut().insert(name, value.clone());
+                }
             }
             no_store(response)
         }
         Ok(Err(error)) => {
-            tracing::warn!(error = %error, "BOSH pass-through to the connection manager failed");
+            let error: BoxError = error;
+            tracing::warn!(
+                bosh_url = %config.client.bosh_url,
+                error = %crate::driver::error_chain(&*error),
+                "BOSH pass-through to the connection manager failed"
+            );
             terminate(StatusCode::BAD_GATEWAY, "remote-connection-failed")
         }
         Err(_) => terminate(StatusCode::GATEWAY_TIMEOUT, "remote-connection-failed"),
@@ -91,12 +117,12 @@ where
 }
 
 /// A BOSH terminate body (XEP-0124 §17.2), which every client understands.
-fn terminate(status: StatusCode, condition: &'static str) -> Response<Full<Bytes>> {
+fn terminate(status: StatusCode, condition: &'static str) -> Response<ForwardedBody> {
     let body = format!(
         "<body xmlns='{}' type='terminate' condition='{condition}'/>",
         crate::protocol::bosh::NS_HTTPBIND
     );
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(ForwardedBody::made(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -105,7 +131,7 @@ fn terminate(status: StatusCode, condition: &'static str) -> Response<Full<Bytes
     no_store(response)
 }
 
-fn no_store(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+fn no_store(mut response: Response<ForwardedBody>) -> Response<ForwardedBody> {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -79,7 +79,7 @@ where
         if self.config.passthrough_path.as_deref() == Some(path) {
             let config = Arc::clone(&self.config);
             let transport = self.transport.clone();
-            return ResponseFuture::answered(Box::pin(async move {
+            return ResponseFuture::forwarding(Box::pin(async move {
                 passthrough::forward(&config, transport, request).await
             }));
         }

@@ -1,11 +1,23 @@
 //! The transport: any tower `Service` that POSTs a `<body/>` to the
-//! connection manager, and the default one, a pooled hyper-util client
-//! (feature `client`) tuned for small request/response exchanges.
+//! connection manager ([`BoshTransport`]), and the default one
+//! ([`HttpTransport`], feature `client`): a pooled hyper-util client tuned for
+//! small request/response exchanges, with HTTPS through rustls (feature
+//! `rustls`, on by default).
+
+mod bosh_url;
+#[cfg(feature = "client")]
+mod hyper_client;
+#[cfg(feature = "rustls")]
+mod tls;
+
+pub use bosh_url::{BoshUrl, BoshUrlError};
+#[cfg(feature = "client")]
+pub use hyper_client::{HttpTransport, HttpTransportBuilder, http_transport};
+#[cfg(feature = "rustls")]
+pub use tls::TlsError;
 
 use std::future::Future;
 use std::task::{Context, Poll};
-#[cfg(feature = "client")]
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -54,27 +66,4 @@ where
     fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
         Service::call(self, request)
     }
-}
-
-/// The default transport: hyper-util's pooled HTTP/1.1 client over plain TCP.
-#[cfg(feature = "client")]
-pub type HttpTransport = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Full<Bytes>,
->;
-
-/// Builds the default transport: keep-alive pool, `TCP_NODELAY` (every
-/// handshake step is a small request waiting for a small answer), 5 s
-/// connect timeout.
-#[cfg(feature = "client")]
-pub fn http_transport() -> HttpTransport {
-    use hyper_util::client::legacy::{Client, connect::HttpConnector};
-    use hyper_util::rt::TokioExecutor;
-
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector)
 }
