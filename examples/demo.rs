@@ -10,7 +10,10 @@
 //!
 //! Flags (each also read from the environment variable in brackets):
 //! `--listen ADDR` [`BOSH_PREBIND_LISTEN`, default `127.0.0.1:3000`],
-//! `--bosh-url URL` [`BOSH_PREBIND_BOSH_URL`, default `http://127.0.0.1:5280/http-bind`],
+//! `--bosh-url URL` [`BOSH_PREBIND_BOSH_URL`, default `http://127.0.0.1:5280/http-bind`;
+//! `https://` works, certificates verified against the public roots],
+//! `--ca-file PEM` [`BOSH_PREBIND_CA_FILE`]: also trust this CA (a CM with a
+//! private certificate),
 //! `--domain DOMAIN` [`BOSH_PREBIND_DOMAIN`, anonymous domain, default `anon.localhost`],
 //! `--jid JID --password PASSWORD` [`BOSH_PREBIND_JID`, `BOSH_PREBIND_PASSWORD`]:
 //! log in as this account instead of anonymously,
@@ -35,6 +38,7 @@ use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
 use axum::serve::ListenerExt;
+use bosh_prebind::transport::HttpTransportBuilder;
 use bosh_prebind::{Credentials, PrebindLayer};
 use http::header;
 use tower_http::services::{ServeDir, ServeFile};
@@ -44,6 +48,7 @@ use tower_http::trace::TraceLayer;
 struct Options {
     listen: SocketAddr,
     bosh_url: bosh_prebind::BoshUrl,
+    ca_file: Option<std::path::PathBuf>,
     credentials: Credentials,
     /// The domain sessions are opened on (the account's, or the anonymous one).
     session_domain: String,
@@ -53,10 +58,11 @@ struct Options {
     strophe: std::path::PathBuf,
 }
 
-const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL] [--domain DOMAIN] [--jid JID --password PASSWORD] [--static-dir DIR] [--strophe PATH]";
-const FLAGS: [&str; 7] = [
+const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL] [--ca-file PEM] [--domain DOMAIN] [--jid JID --password PASSWORD] [--static-dir DIR] [--strophe PATH]";
+const FLAGS: [&str; 8] = [
     "listen",
     "bosh-url",
+    "ca-file",
     "domain",
     "jid",
     "password",
@@ -74,6 +80,7 @@ fn options() -> Result<Options, String> {
     for (flag, var) in [
         ("listen", "BOSH_PREBIND_LISTEN"),
         ("bosh-url", "BOSH_PREBIND_BOSH_URL"),
+        ("ca-file", "BOSH_PREBIND_CA_FILE"),
         ("domain", "BOSH_PREBIND_DOMAIN"),
         ("jid", "BOSH_PREBIND_JID"),
         ("password", "BOSH_PREBIND_PASSWORD"),
@@ -147,6 +154,7 @@ fn options() -> Result<Options, String> {
     Ok(Options {
         listen,
         bosh_url,
+        ca_file: values.get("ca-file").map(std::path::PathBuf::from),
         credentials,
         session_domain,
         anonymous_domain,
@@ -202,7 +210,17 @@ async fn main() -> ExitCode {
     };
 
     // Browsers attach at /http-bind on this origin: no CORS set-up needed.
-    let prebind = PrebindLayer::new(options.bosh_url.clone())
+    let mut transport = HttpTransportBuilder::new();
+    if let Some(ca_file) = &options.ca_file {
+        transport = match transport.ca_file(ca_file) {
+            Ok(transport) => transport,
+            Err(error) => {
+                eprintln!("--ca-file: {error}");
+                return ExitCode::from(2);
+            }
+        };
+    }
+    let prebind = PrebindLayer::with_transport(options.bosh_url.clone().into(), transport.build())
         .credentials(options.credentials.clone())
         .bosh_passthrough("/http-bind");
     let app = match &options.static_dir {

@@ -72,8 +72,9 @@
 //! *outside* this layer). Injected responses lose `Content-Length`, `ETag` and
 //! `Last-Modified` and get `Cache-Control: no-store`. `HEAD` gets the same
 //! headers without a handshake. For any other response on an injection route
-//! the handshake is **cancelled**: dropped mid-flight, nothing more is sent; a
-//! session it had already finished is left to expire at the CM.
+//! the handshake is **cancelled**: dropped mid-flight, and the half-made session
+//! gets one best-effort `terminate` (XEP-0124 §12); a session it had already
+//! finished is left to expire at the CM after its `inactivity`.
 //!
 //! [`inject_prefix`]: PrebindLayer::inject_prefix
 //! [`inject_when`]: PrebindLayer::inject_when
@@ -91,19 +92,22 @@
 //! # Transport
 //!
 //! BOSH requests go through any tower `Service<http::Request<Full<Bytes>>>`
-//! ([`BoshTransport`]); by default a pooled hyper-util client (feature
-//! `client`, plain HTTP). Each request has a timeout, the handshake a deadline
-//! and responses a size cap.
+//! ([`BoshTransport`]); by default a pooled hyper-util client
+//! ([`HttpTransport`], feature `client`) that speaks HTTPS too (feature
+//! `rustls`, on by default: rustls with the Mozilla roots; `native-roots`
+//! adds the OS store). Certificates are always verified; trust a private CA
+//! with [`transport::HttpTransportBuilder::ca_file`]. Without `rustls`, an
+//! `https://` [`BoshUrl`] is refused when it is parsed. Each request has a
+//! timeout, the handshake a deadline and responses a size cap.
 //!
 //! # Layers of the crate
 //!
-//! The protocol core is sans-IO: [`bosh`] (the wire format), [`handshake`]
-//! (the login state machine: feed a response, get the next request) and
-//! [`inject`] (the streaming HTML scanner) never touch a socket. The driver runs them over the transport; the middleware
-//! (`layer`, `service`, `future`, `body`) classifies requests and answers.
-//! A handshake that fails half-way, or whose caller goes away, sends the CM
-//! one `terminate` for its half-made session (best effort, on a task bounded
-//! by the request timeout).
+//! The protocol core is sans-IO ([`protocol`]: [`bosh`] is the wire format,
+//! [`handshake`] the login state machine: feed a response, get the next
+//! request) and so is the HTML scanner ([`html::scanner`], also at
+//! [`inject`]); they never touch a socket. The driver runs the handshake over
+//! the [`transport`]; the middleware classifies requests and answers.
+//! ARCHITECTURE.md in the repository is the map.
 //!
 //! # Limits
 //!
@@ -116,7 +120,9 @@
 //! # Same-origin BOSH
 //!
 //! [`PrebindLayer::bosh_passthrough`] forwards BOSH requests on one path to
-//! the configured CM, so pages attach on their own origin without CORS.
+//! the configured CM, so pages attach on their own origin without CORS. The
+//! CM's answers are streamed whatever their size (a vCard photo, a roster, a
+//! MAM page); the browser's request bodies have their own cap (1 MiB).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -30,6 +30,7 @@ use crate::protocol::scram_cache::ScramCache;
 /// # }
 /// ```
 #[derive(Clone)]
+#[must_use = "a layer does nothing until it wraps a service"]
 pub struct PrebindLayer<T> {
     config: Arc<Config>,
     transport: T,
@@ -201,9 +202,16 @@ impl<T> PrebindLayer<T> {
 
     /// `wait` asked for when the client does not say (default 59: Converse.js
     /// attaches with 59).
-    pub fn wait(mut self, seconds: u32) -> Self {
+    pub fn default_wait(mut self, seconds: u32) -> Self {
         self.config().default_wait = seconds.max(1);
         self
+    }
+
+    /// Renamed [`default_wait`](Self::default_wait): this sets a value, it
+    /// does not wait.
+    #[deprecated(since = "0.2.0", note = "use `default_wait`")]
+    pub fn wait(self, seconds: u32) -> Self {
+        self.default_wait(seconds)
     }
 
     /// The largest `wait` a client may ask for (default 59).

@@ -145,6 +145,7 @@ pub enum BodyType {
 /// The session parameters a CM announces in its session-creation response
 /// (XEP-0124 §7.1). Absent attributes stay `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionAttributes {
     /// Longest time in seconds the CM will hold a request.
     pub wait: Option<u32>,
@@ -164,6 +165,7 @@ pub struct SessionAttributes {
 
 /// The stream features a response carried (RFC 6120 §4.3).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StreamFeatures {
     /// SASL mechanisms offered, in the server's order.
     pub mechanisms: Vec<String>,
@@ -176,6 +178,7 @@ pub struct StreamFeatures {
 
 /// A SASL element from the server (RFC 6120 §6.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SaslMessage {
     /// `<challenge/>` with its base64 payload.
     Challenge(String),
@@ -216,6 +219,7 @@ pub struct Iq {
 
 /// One parsed `<body/>` response.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BoshResponse {
     /// Normal, terminate or error.
     pub body_type: BodyType,
@@ -233,6 +237,7 @@ pub struct BoshResponse {
 
 /// A response that is not a usable `<body/>`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BoshParseError {
     /// Not well-formed XML, or XML that XMPP forbids.
     #[error("the connection manager sent unusable XML: {0}")]

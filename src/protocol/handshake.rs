@@ -40,6 +40,7 @@ const SESSION_ID: &str = "sess_1";
 
 /// What a handshake needs to know before it starts.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HandshakeConfig {
     /// Who logs in, and on which domain.
     pub credentials: Credentials,

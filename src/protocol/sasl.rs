@@ -32,6 +32,7 @@ pub(crate) const SUPPORTED: &str = "SCRAM-SHA-256, SCRAM-SHA-1, PLAIN (accounts)
 /// Why SASL could not go on (the server's `<failure/>` is reported by the
 /// handshake, not here).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SaslError {
     /// The server offers no mechanism these credentials can use.
     #[error("no usable SASL mechanism: the server offers [{offered}], we support {SUPPORTED}")]

@@ -23,6 +23,7 @@ const MAX_ELEMENTS: usize = 1024;
 
 /// Why a document could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum XmlError {
     /// The bytes are not UTF-8 (RFC 6120 §11.6 requires UTF-8).
     #[error("not UTF-8")]

@@ -36,17 +36,32 @@ pub(crate) fn json_field<'a>(json: &'a str, key: &str) -> &'a str {
     }
 }
 
-/// The real Prosody started by `scripts/test.sh` (`BOSH_PREBIND_TEST_BOSH_URL`):
-/// `None` skips the test locally; under `CI=true` a missing server fails it.
-pub(crate) fn prosody() -> Option<Uri> {
-    match std::env::var("BOSH_PREBIND_TEST_BOSH_URL") {
-        Ok(url) => Some(url.parse().expect("BOSH_PREBIND_TEST_BOSH_URL is a URL")),
-        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but BOSH_PREBIND_TEST_BOSH_URL is unset: run scripts/test.sh")
-        }
-        Err(_) => {
-            eprintln!("skipped: no Prosody (run scripts/test.sh)");
-            None
-        }
+/// A real server's URL from the environment (set by `scripts/test.sh`). The
+/// tests that call this are `#[ignore]`d, so a plain `cargo test` reports
+/// them as ignored; run with `--include-ignored` and no server, they fail.
+pub(crate) fn server_url(var: &str) -> Uri {
+    let url = std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is unset: run scripts/test.sh, which starts the servers")
+    });
+    url.parse()
+        .unwrap_or_else(|e| panic!("{var}={url:?} is not a URL: {e}"))
+}
+
+/// The real Prosody 0.12 started by `scripts/prosody.sh`.
+pub(crate) fn prosody() -> Uri {
+    server_url("BOSH_PREBIND_TEST_BOSH_URL")
+}
+
+/// A fresh default transport trusting the test CA of `scripts/prosody.sh`
+/// (when it is there), for clients that attach like a browser would.
+#[cfg(feature = "rustls")]
+pub(crate) fn test_transport() -> bosh_prebind::HttpTransport {
+    let builder = bosh_prebind::transport::HttpTransportBuilder::new();
+    match std::env::var("BOSH_PREBIND_TEST_CA_FILE") {
+        Ok(ca) => builder
+            .ca_file(ca)
+            .expect("the test CA is a PEM file")
+            .build(),
+        Err(_) => builder.build(),
     }
 }
