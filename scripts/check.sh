@@ -47,6 +47,8 @@ trap 'rm -rf "$unpacked"' EXIT
 tar -xzf "$crate" -C "$unpacked"
 dir=$(ls -d "$unpacked"/bosh-prebind-*)
 step "tests of the packaged crate ($dir)"
-# Its own workspace (the .crate has none above it), sharing our build cache.
-(cd "$dir" && CARGO_TARGET_DIR="$PWD/../target-packaged" cargo test --all-features)
+# Its own workspace (the .crate has none above it); dependencies come from
+# our build cache (same lock file), only the crate itself is rebuilt.
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+(cd "$dir" && CARGO_TARGET_DIR="$target" cargo test --all-features)
 echo "check.sh: all checks passed"
