@@ -1,0 +1,424 @@
+//! Against a real ejabberd 23.01 (one node, started by `scripts/ejabberd.sh`,
+//! which `scripts/test.sh` runs): the same prebind → attach → ping checks as
+//! `tests/prosody.rs`, so the crate is shown to work with both servers. The
+//! attach is made from a *separate* HTTP client with the returned
+//! credentials, and the first payload is an XEP-0199 ping.
+//!
+//! ejabberd's differences from Prosody that these tests meet
+//! (docs/protocol/ejabberd.md): `sid` is not repeated on later responses,
+//! accounts offer PLAIN and SCRAM-SHA-1, a wrong password is a SASL
+//! `<failure><not-authorized/>` without `terminate`, anonymous JIDs are numeric.
+//!
+//! The server's URL comes from `BOSH_PREBIND_TEST_EJABBERD_URL`. These tests
+//! are `#[ignore]`d, so a plain `cargo test` reports them as ignored instead
+//! of passing them; `scripts/test.sh` starts ejabberd and runs them with
+//! `--include-ignored`, where a missing server fails them.
+#![cfg(feature = "rustls")]
+
+mod common;
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use bosh_prebind::bosh::{BodyType, BoshResponse, IqType};
+use bosh_prebind::handshake::HandshakeError;
+use bosh_prebind::{Credentials, Mechanism, PrebindError, PrebindLayer, PrebindSession};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use tower::{Layer, ServiceExt, service_fn};
+
+use common::{get, json_field, post};
+
+/// `mod_bosh` `max_inactivity` as `scripts/ejabberd.sh` configures it
+/// (`EJABBERD_BOSH_INACTIVITY`, default 60; ejabberd's own default is 30).
+fn configured_inactivity() -> u32 {
+    std::env::var("EJABBERD_BOSH_INACTIVITY")
+        .map(|v| v.parse().expect("EJABBERD_BOSH_INACTIVITY is a number"))
+        .unwrap_or(60)
+}
+
+fn ejabberd() -> Uri {
+    common::server_url("BOSH_PREBIND_TEST_EJABBERD_URL")
+}
+
+/// A prebind answer: what the client sees, plus what the layer put into the
+/// response extensions for outer middleware.
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    body: String,
+    session: Option<PrebindSession>,
+    error: Option<PrebindError>,
+}
+
+fn app() -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone {
+    service_fn(|_: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"app"))))
+    })
+}
+
+/// Prebinds through a fresh layer (inner app never reached).
+async fn prebind(url: &Uri, credentials: Credentials, request: Request<Full<Bytes>>) -> Answer {
+    let service = PrebindLayer::new(bosh_prebind::BoshUrl::try_from(url.clone()).unwrap())
+        .credentials(credentials)
+        .layer(app());
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(
+        response.headers()[header::CACHE_CONTROL],
+        "no-store",
+        "a session must never be cached"
+    );
+    let status = response.status();
+    let content_type = response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let session = response.extensions().get::<PrebindSession>().cloned();
+    let error = response.extensions().get::<PrebindError>().cloned();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        content_type,
+        body: String::from_utf8(body.to_vec()).unwrap(),
+        session,
+        error,
+    }
+}
+
+/// An attribute of the root element, read with quick-xml.
+fn attribute(xml: &str, name: &str) -> String {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    loop {
+        match reader.read_event().unwrap() {
+            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
+                return e
+                    .try_get_attribute(name)
+                    .unwrap()
+                    .map(|a| {
+                        a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                            .unwrap()
+                            .into_owned()
+                    })
+                    .unwrap_or_else(|| panic!("no {name} in {xml}"));
+            }
+            quick_xml::events::Event::Eof => panic!("no root element in {xml}"),
+            _ => {}
+        }
+    }
+}
+
+/// Attaches like a browser would: a new connection, the given sid and rid,
+/// an XEP-0199 ping as the first payload. Returns the parsed response.
+async fn attach_and_ping(url: &Uri, sid: &str, rid: u64, domain: &str) -> BoshResponse {
+    // A fresh client: nothing shared with the layer's pooled connections.
+    let client = common::test_transport();
+    let request = Request::post(url.clone())
+        .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
+        .body(Full::new(Bytes::from(ping_body(sid, rid, domain))))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), client.oneshot(request))
+        .await
+        .expect("the CM answers the attach within 10 s")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    BoshResponse::parse(&bytes).unwrap()
+}
+
+fn ping_body(sid: &str, rid: u64, domain: &str) -> String {
+    format!(
+        "<body xmlns='http://jabber.org/protocol/httpbind' rid='{rid}' sid='{sid}'>\
+         <iq xmlns='jabber:client' type='get' id='ping_attach' to='{domain}'>\
+         <ping xmlns='urn:xmpp:ping'/></iq></body>"
+    )
+}
+
+fn ping_answered(response: &BoshResponse) -> bool {
+    response
+        .iqs
+        .iter()
+        .any(|iq| iq.id.as_deref() == Some("ping_attach") && iq.kind == IqType::Result)
+}
+
+fn alice() -> Credentials {
+    Credentials::account("alice@localhost", "secret-alice").unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs ejabberd: scripts/test.sh starts it and runs this"]
+async fn anonymous_post_answer_attaches_with_rid_plus_one() {
+    let url = ejabberd();
+    let answer = prebind(
+        &url,
+        Credentials::anonymous("anon.localhost"),
+        post("<body xmlns='http://jabber.org/protocol/httpbind' to='anon.localhost' rid='5000' wait='60' hold='1'/>"),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.content_type, "text/xml; charset=utf-8");
+    let jid = attribute(&answer.body, "jid");
+    assert!(jid.contains("@anon.localhost/"), "{jid}");
+    // The client's rid was the creation rid: create, auth, restart, bind.
+    let rid: u64 = attribute(&answer.body, "rid").parse().unwrap();
+    assert_eq!(rid, 5003, "the XML answer carries the last used rid");
+    assert_eq!(
+        attribute(&answer.body, "inactivity"),
+        configured_inactivity().to_string(),
+        "the CM's inactivity is passed on"
+    );
+    let session = answer.session.expect("the session is in the extensions");
+    assert_eq!(session.mechanism, "ANONYMOUS");
+    assert_eq!(session.round_trips, 4);
+    let sid = attribute(&answer.body, "sid");
+    let response = attach_and_ping(&url, &sid, rid + 1, "anon.localhost").await;
+    assert!(ping_answered(&response), "ping not answered: {response:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs ejabberd: scripts/test.sh starts it and runs this"]
+async fn anonymous_get_answer_attaches_with_rid_as_given() {
+    let url = ejabberd();
+    let answer = prebind(&url, Credentials::anonymous("anon.localhost"), get()).await;
+    let body = &answer.body;
+    assert_eq!(answer.status, StatusCode::OK, "{body}");
+    assert_eq!(answer.content_type, "application/json");
+    let jid = json_field(body, "jid");
+    assert!(jid.contains("@anon.localhost/"), "{jid}");
+    assert_eq!(json_field(body, "bosh_service_url"), url.to_string());
+    assert_eq!(
+        json_field(body, "wait"),
+        "59",
+        "Converse attaches with wait 59"
+    );
+    let rid: u64 = json_field(body, "rid").parse().unwrap();
+    let session = answer.session.expect("the session is in the extensions");
+    assert_eq!(
+        rid,
+        session.last_rid + 1,
+        "the JSON answer carries the next rid"
+    );
+    let response = attach_and_ping(&url, json_field(body, "sid"), rid, "anon.localhost").await;
+    assert!(ping_answered(&response), "ping not answered: {response:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs ejabberd: scripts/test.sh starts it and runs this"]
+async fn scram_sha1_account_prebinds_and_attaches() {
+    // No mechanism forced: ejabberd offers PLAIN and SCRAM-SHA-1 and the
+    // crate prefers SCRAM.
+    let url = ejabberd();
+    let answer = prebind(&url, alice(), get()).await;
+    let body = &answer.body;
+    assert_eq!(answer.status, StatusCode::OK, "{body}");
+    let jid = json_field(body, "jid");
+    assert!(jid.starts_with("alice@localhost/"), "{jid}");
+    let session = answer.session.expect("the session is in the extensions");
+    assert_eq!(session.mechanism, "SCRAM-SHA-1");
+    assert_eq!(
+        session.round_trips, 5,
+        "create, auth, response, restart, bind"
+    );
+    let rid: u64 = json_field(body, "rid").parse().unwrap();
+    let response = attach_and_ping(&url, json_field(body, "sid"), rid, "localhost").await;
+    assert!(ping_answered(&response), "ping not answered: {response:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs ejabberd: scripts/test.sh starts it and runs this"]
+async fn plain_account_prebinds_and_attaches() {
+    let url = ejabberd();
+    let answer = prebind(
+        &url,
+        Credentials::account("bob@localhost", "secret-bob")
+            .unwrap()
+            .with_mechanisms([Mechanism::Plain]),
+        post("<body xmlns='http://jabber.org/protocol/httpbind' to='localhost'/>"),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let jid = attribute(&answer.body, "jid");
+    assert!(jid.starts_with("bob@localhost/"), "{jid}");
+    let session = answer.session.expect("the session is in the extensions");
+    assert_eq!(session.mechanism, "PLAIN");
+    assert_eq!(session.round_trips, 4);
+    let rid: u64 = attribute(&answer.body, "rid").parse().unwrap();
+    let sid = attribute(&answer.body, "sid");
+    let response = attach_and_ping(&url, &sid, rid + 1, "localhost").await;
+    assert!(ping_answered(&response), "ping not answered: {response:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs ejabberd: scripts/test.sh starts it and runs this"]
+async fn wrong_password_is_a_prompt_not_authorized_502() {
+    // ejabberd answers `<failure><not-authorized/></failure>` and leaves the
+    // session open (no terminate): the crate must refuse at once, not wait
+    // for more.
+    let url = ejabberd();
+    for mechanism in [Mechanism::ScramSha1, Mechanism::Plain] {
+        let started = Instant::now();
+        let answer = prebind(
+            &url,
+            Credentials::account("alice@localhost", "wrong")
+                .unwrap()
+                .with_mechanisms([mechanism]),
+            get(),
+        )
+        .await;
+        let elapsed = started.elapsed();
+        eprintln!(
+            "wrong password ({}): refused in {elapsed:?}",
+            mechanism.name()
+        );
+        assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.body);
+        assert_eq!(answer.content_type, "application/json");
+        assert_eq!(json_field(&answer.body, "condition"), "not-authorized");
+        assert!(
+            matches!(
+                &answer.error,
+                Some(PrebindError::Handshake(HandshakeError::AuthFailed { condition, .. }))
+                    if condition == "not-authorized"
+            ),
+            "{:?}",
+            answer.error
+        );
+        assert!(answer.session.is_none());
+        // The handshake deadline is 10 s; a SASL failure is an answer, not a wait.
+        assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+    }
+    // XML clients get the same condition in a terminate body.
+    let answer = prebind(
+        &url,
+        Credentials::account("alice@localhost", "wrong").unwrap(),
+        post("<body xmlns='http://jabber.org/protocol/httpbind'/>"),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.body);
+    assert_eq!(attribute(&answer.body, "type"), "terminate");
+    assert_eq!(attribute(&answer.body, "condition"), "not-authorized");
+}
+
+#[tokio::test]
+#[ignore = "needs ejabberd: scripts/test.sh starts it and runs this"]
+async fn a_wrong_sid_is_terminated_by_ejabberd() {
+    // Pins the shape a browser meets when its session is gone: HTTP 200 and
+    // `terminate` / `item-not-found`, parsed as such.
+    let url = ejabberd();
+    let response = attach_and_ping(&url, "no-such-sid", 1000, "anon.localhost").await;
+    assert!(
+        matches!(
+            &response.body_type,
+            BodyType::Terminate { condition: Some(condition), .. } if condition == "item-not-found"
+        ),
+        "{response:?}"
+    );
+    assert!(!ping_answered(&response));
+}
+
+#[tokio::test]
+#[ignore = "needs ejabberd: scripts/test.sh starts it and runs this"]
+async fn injected_page_session_attaches_and_answers_a_ping() {
+    let url = ejabberd();
+    let page_app = service_fn(|_: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+                .body(Full::new(Bytes::from_static(
+                    b"<!doctype html><html><head><title>chat</title></head><body></body></html>",
+                )))
+                .unwrap(),
+        )
+    });
+    let service = PrebindLayer::new(bosh_prebind::BoshUrl::try_from(url.clone()).unwrap())
+        .credentials(Credentials::anonymous("anon.localhost"))
+        .inject_path("/")
+        .layer(page_app);
+    let request = Request::get("/").body(Full::default()).unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+    let page = response.into_body().collect().await.unwrap().to_bytes();
+    let page = String::from_utf8(page.to_vec()).unwrap();
+    let open = "<script type=\"application/json\" id=\"xmpp-prebind\">";
+    let start = page.find(open).expect("snippet injected") + open.len();
+    let json = &page[start..start + page[start..].find("</script>").unwrap()];
+    assert!(
+        page.ends_with("</script></head><body></body></html>"),
+        "{page}"
+    );
+    let jid = json_field(json, "jid");
+    assert!(jid.contains("@anon.localhost/"), "{jid}");
+    let rid: u64 = json_field(json, "rid").parse().unwrap();
+    let response = attach_and_ping(&url, json_field(json, "sid"), rid, "anon.localhost").await;
+    assert!(ping_answered(&response), "ping not answered: {response:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs ejabberd: scripts/test.sh starts it and runs this"]
+async fn a_session_attaches_through_the_same_origin_passthrough() {
+    let url = ejabberd();
+    let service = PrebindLayer::new(bosh_prebind::BoshUrl::try_from(url).unwrap())
+        .credentials(Credentials::anonymous("anon.localhost"))
+        .bosh_passthrough("/bosh")
+        .layer(app());
+    let response = service.clone().oneshot(get()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let json = String::from_utf8(body.to_vec()).unwrap();
+    assert_eq!(json_field(&json, "bosh_service_url"), "/bosh");
+    let rid: u64 = json_field(&json, "rid").parse().unwrap();
+    let request = Request::post("/bosh")
+        .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
+        .body(Full::new(Bytes::from(ping_body(
+            json_field(&json, "sid"),
+            rid,
+            "anon.localhost",
+        ))))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let answer = BoshResponse::parse(&body).unwrap();
+    assert!(ping_answered(&answer), "ping not answered: {answer:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs ejabberd: scripts/test.sh starts it and runs this"]
+async fn two_concurrent_sessions_of_one_account_get_different_resources() {
+    // No resource asked for: ejabberd makes one per session, so two tabs of
+    // the same user do not kick each other (binding a bound resource would).
+    let url = ejabberd();
+    let service = PrebindLayer::new(bosh_prebind::BoshUrl::try_from(url.clone()).unwrap())
+        .credentials(alice())
+        .layer(app());
+    let (first, second) = tokio::join!(service.clone().oneshot(get()), service.oneshot(get()));
+    let mut sessions = Vec::new();
+    for response in [first.unwrap(), second.unwrap()] {
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        sessions.push(String::from_utf8(body.to_vec()).unwrap());
+    }
+    let (a, b) = (&sessions[0], &sessions[1]);
+    assert!(json_field(a, "jid").starts_with("alice@localhost/"), "{a}");
+    assert!(json_field(b, "jid").starts_with("alice@localhost/"), "{b}");
+    assert_ne!(
+        json_field(a, "jid"),
+        json_field(b, "jid"),
+        "different resources"
+    );
+    assert_ne!(json_field(a, "sid"), json_field(b, "sid"));
+    // Both made before either is used: both must still be alive.
+    for json in [a, b] {
+        let rid: u64 = json_field(json, "rid").parse().unwrap();
+        let response = attach_and_ping(&url, json_field(json, "sid"), rid, "localhost").await;
+        assert!(
+            ping_answered(&response),
+            "ping not answered for {json}: {response:?}"
+        );
+    }
+}
