@@ -29,7 +29,8 @@ pin_project! {
         // The CM's body, streamed.
         Streaming {
             #[pin] body: UnsyncBoxBody<Bytes, BoxError>,
-            #[pin] idle: Sleep,
+            // Boxed so the body stays `Unpin` (this path allocates anyway).
+            idle: Pin<Box<Sleep>>,
             idle_timeout: Duration,
             remaining: Option<u64>,
         },
@@ -57,7 +58,7 @@ impl ForwardedBody {
     ) -> Self {
         ForwardedBody::Streaming {
             body,
-            idle: tokio::time::sleep(idle_timeout),
+            idle: Box::pin(tokio::time::sleep(idle_timeout)),
             idle_timeout,
             remaining: limit,
         }
@@ -83,7 +84,7 @@ impl Body for ForwardedBody {
                 remaining,
             } => {
                 let Poll::Ready(frame) = body.poll_frame(cx) else {
-                    ready!(idle.poll(cx));
+                    ready!(idle.as_mut().poll(cx));
                     return Poll::Ready(Some(Err(ForwardError::Stalled(*idle_timeout).into())));
                 };
                 if let Some(Ok(frame)) = &frame {
@@ -94,7 +95,7 @@ impl Body for ForwardedBody {
                         }
                         *left -= len;
                     }
-                    idle.reset(Instant::now() + *idle_timeout);
+                    idle.as_mut().reset(Instant::now() + *idle_timeout);
                 }
                 Poll::Ready(frame)
             }
