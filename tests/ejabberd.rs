@@ -422,3 +422,111 @@ async fn two_concurrent_sessions_of_one_account_get_different_resources() {
         );
     }
 }
+
+/// Every request body the layer sent to the CM, with the CM's answer.
+type Exchanges = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// The default transport, recording each exchange; requests that are
+/// `type='terminate'` are not forwarded when `drop_terminate` is set.
+fn recording_transport(
+    exchanges: Exchanges,
+    drop_terminate: bool,
+) -> impl bosh_prebind::BoshTransport {
+    let inner = common::test_transport();
+    service_fn(move |request: Request<Full<Bytes>>| {
+        let (inner, exchanges) = (inner.clone(), exchanges.clone());
+        async move {
+            let (parts, body) = request.into_parts();
+            let sent = body.collect().await.unwrap().to_bytes();
+            let text = String::from_utf8(sent.to_vec()).unwrap();
+            if drop_terminate && text.contains("type='terminate'") {
+                exchanges.lock().unwrap().push((text, String::new()));
+                return Err::<Response<Full<Bytes>>, bosh_prebind::BoxError>("dropped".into());
+            }
+            let response = inner
+                .oneshot(Request::from_parts(parts, Full::new(sent)))
+                .await?;
+            let (parts, body) = response.into_parts();
+            let received = body.collect().await?.to_bytes();
+            exchanges
+                .lock()
+                .unwrap()
+                .push((text, String::from_utf8_lossy(&received).into_owned()));
+            Ok(Response::from_parts(parts, Full::new(received)))
+        }
+    })
+}
+
+/// A wrong-password prebind through a recording transport; returns the sid
+/// of the session ejabberd made and the exchanges once the layer's
+/// best-effort `terminate` went out (or was dropped).
+async fn failed_login(url: &Uri, drop_terminate: bool) -> (String, Vec<(String, String)>) {
+    let exchanges = Exchanges::default();
+    let service = PrebindLayer::with_transport(
+        url.clone(),
+        recording_transport(exchanges.clone(), drop_terminate),
+    )
+    .credentials(Credentials::account("alice@localhost", "wrong").unwrap())
+    .layer(app());
+    let response = service.oneshot(get()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    // The terminate is sent on a spawned task: wait for it (bounded).
+    let started = Instant::now();
+    let exchanges = loop {
+        let done = exchanges
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(sent, _)| sent.contains("type='terminate'"));
+        if done {
+            break exchanges.lock().unwrap().clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no terminate sent for the half-made session: {:?}",
+            exchanges.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let sid = attribute(&exchanges[0].1, "sid");
+    (sid, exchanges)
+}
+
+#[tokio::test]
+#[ignore = "needs ejabberd: scripts/test.sh starts it and runs this"]
+async fn a_refused_login_leaves_no_session_behind() {
+    // ejabberd keeps the session open after a SASL <failure/> (it does not
+    // terminate, unlike a stream error): the layer must end it itself
+    // (XEP-0124 §12) instead of leaving it until `inactivity` runs out.
+    let url = ejabberd();
+    let (sid, exchanges) = failed_login(&url, false).await;
+    let (terminate, answer) = exchanges.last().unwrap();
+    assert!(terminate.contains(&format!("sid='{sid}'")), "{terminate}");
+    assert!(!answer.is_empty(), "ejabberd answered the terminate");
+    let rid: u64 = attribute(terminate, "rid").parse().unwrap();
+    let probe = attach_and_ping(&url, &sid, rid + 1, "localhost").await;
+    assert!(
+        matches!(
+            &probe.body_type,
+            BodyType::Terminate { condition: Some(c), .. } if c == "item-not-found"
+        ),
+        "the session is gone: {probe:?}"
+    );
+
+    // Control: with the terminate dropped, the probe meets the live,
+    // unauthenticated session, so the check above can tell the difference.
+    let (sid, exchanges) = failed_login(&url, true).await;
+    let rid: u64 = attribute(&exchanges.last().unwrap().0, "rid")
+        .parse()
+        .unwrap();
+    let probe = attach_and_ping(&url, &sid, rid, "localhost").await;
+    // ejabberd's answer to a stanza before authentication on a live session.
+    assert!(
+        matches!(
+            &probe.body_type,
+            BodyType::Terminate { condition: Some(c), stream_error: Some(e) }
+                if c == "remote-stream-error" && e == "not-authorized"
+        ),
+        "without the terminate the session is still there: {probe:?}"
+    );
+}
