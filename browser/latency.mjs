@@ -8,12 +8,12 @@
 //   floor     the same page with no XMPP at all: when its scripts have run
 //
 // at each emulated RTT (default 0 and 100 ms): every origin is reached through
-// examples/latency_proxy.rs adding RTT/2 each way to every chunk. The demo talks to
+// perf/examples/latency_proxy.rs adding RTT/2 each way to every chunk. The demo talks to
 // Prosody directly (the CM is next to the web server), and so does the static server
 // through the demo's /http-bind pass-through.
 //
 //   scripts/prosody.sh start && eval "$(scripts/prosody.sh env)"
-//   cargo build --release --example demo --example latency_proxy
+//   cargo build --release --example demo && cargo build --release -p perf --example latency_proxy
 //   node browser/latency.mjs [--runs 15] [--rtt 0,100] [--out target/bench-results/session-ready.json]
 //
 // Each measurement gets a fresh browser context (no cache, no connections, no cookies
@@ -51,14 +51,16 @@ function parseArgs(argv) {
   return options;
 }
 
-/** target/release/examples/NAME, else target/debug/examples/NAME. */
+/** target/release/examples/NAME, else target/debug/examples/NAME (the workspace's
+ * target dir: the demo is the library's example, latency_proxy the perf crate's). */
 function binary(name) {
   const target = process.env.CARGO_TARGET_DIR ? path.resolve(ROOT, process.env.CARGO_TARGET_DIR) : path.join(ROOT, 'target');
   for (const profile of ['release', 'debug']) {
     const file = path.join(target, profile, 'examples', name);
     if (existsSync(file)) return { file, profile };
   }
-  throw new Error(`examples/${name}.rs is not built: cargo build --release --example ${name}`);
+  const crate = name === 'demo' ? '' : '-p perf ';
+  throw new Error(`example ${name} is not built: cargo build --release ${crate}--example ${name}`);
 }
 
 const METHODS = {
@@ -224,7 +226,7 @@ async function main() {
 
     mkdirSync(path.dirname(options.out), { recursive: true });
     writeFileSync(options.out, `${JSON.stringify({
-      what: 'navigation start -> first XEP-0199 ping reply (floor: scripts run), headless Chromium, emulated RTT via examples/latency_proxy.rs',
+      what: 'navigation start -> first XEP-0199 ping reply (floor: scripts run), headless Chromium, emulated RTT via perf/examples/latency_proxy.rs',
       chromium: version,
       chromium_path: CHROMIUM,
       builds: demoBin.profile,

@@ -13,7 +13,22 @@ const TARGET = process.env.CARGO_TARGET_DIR ? path.resolve(ROOT, process.env.CAR
 export function example(name) {
   const file = path.join(TARGET, 'debug', 'examples', name);
   if (!existsSync(file)) {
-    throw new Error(`${path.relative(ROOT, file)} does not exist: build it with \`cargo build --examples --all-features\` (examples/${name}.rs)`);
+    throw new Error(`${path.relative(ROOT, file)} does not exist: build it with \`cargo build --example ${name} --all-features\` (examples/${name}.rs)`);
+  }
+  return file;
+}
+
+/**
+ * The gateway binary: $BOSH_PREBIND_GATEWAY_BIN (scripts/test.sh sets it to the one
+ * `cargo install --path gateway --root target/gateway-install` put there), else that
+ * install location; a clear failure if it is missing.
+ */
+export function gatewayBinary() {
+  const file = process.env.BOSH_PREBIND_GATEWAY_BIN
+    ? path.resolve(ROOT, process.env.BOSH_PREBIND_GATEWAY_BIN)
+    : path.join(ROOT, 'target', 'gateway-install', 'bin', 'bosh-prebind-gateway');
+  if (!existsSync(file)) {
+    throw new Error(`${file} does not exist: install the gateway with \`cargo install --path gateway --root target/gateway-install --debug\` (scripts/test.sh does), or set BOSH_PREBIND_GATEWAY_BIN`);
   }
   return file;
 }

@@ -2,8 +2,9 @@
 //
 //   node --test browser/        (scripts/test.sh runs it after `cargo test`)
 //
-// Needs the built examples (target/debug/examples/{demo,gateway}), `npm ci --prefix
-// browser`, Debian's chromium, and BOSH_PREBIND_TEST_BOSH_URL pointing at the test
+// Needs the built demo (target/debug/examples/demo), the installed gateway
+// (target/gateway-install/bin/bosh-prebind-gateway from `cargo install --path gateway`,
+// or $BOSH_PREBIND_GATEWAY_BIN), `npm ci --prefix browser`, Debian's chromium, and BOSH_PREBIND_TEST_BOSH_URL pointing at the test
 // Prosody (scripts/prosody.sh). Without that URL the tests are skipped, except under
 // CI=true, where they fail.
 //
@@ -19,7 +20,7 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 
 import { launchChromium } from './chromium.mjs';
-import { ROOT, example, startServer } from './processes.mjs';
+import { ROOT, example, gatewayBinary, startServer } from './processes.mjs';
 
 const BOSH_URL = process.env.BOSH_PREBIND_TEST_BOSH_URL;
 const CI = process.env.CI === 'true';
@@ -158,7 +159,7 @@ browserTest('classic page POSTs to /prebind, attaches with rid + 1 and pings', a
 });
 
 browserTest('gateway injects a session into a static upstream page and forwards /http-bind', async (session) => {
-  const gateway = example('gateway'); // fails here, with how to build it, if it is missing
+  const gateway = gatewayBinary(); // fails here, with how to install it, if it is missing
   const site = mkdtempSync(path.join(os.tmpdir(), 'bosh-prebind-site-'));
   try {
     // The demo's own page, served by a plain static server that knows nothing of XMPP.

@@ -3,11 +3,11 @@
 # target/bench-results/ (override with BENCH_OUT):
 #
 #   scripts/bench.sh [all]      everything below, in this order
-#   scripts/bench.sh build      release builds of the examples used
+#   scripts/bench.sh build      release builds of the examples used (the demo; perf/'s harnesses)
 #   scripts/bench.sh browser    session-ready time in headless Chromium at 0 and 100 ms RTT
 #                               (browser/latency.mjs; then scripts/plot.py -> docs/session-ready.svg)
-#   scripts/bench.sh page       page latency with the CM at 20 ms RTT (examples/page_latency.rs)
-#   scripts/bench.sh throughput prebinds/s, layer vs raw client, concurrency 1/8/64 (examples/throughput.rs)
+#   scripts/bench.sh page       page latency with the CM at 20 ms RTT (perf/examples/page_latency.rs)
+#   scripts/bench.sh throughput prebinds/s, layer vs raw client, concurrency 1/8/64 (perf/examples/throughput.rs)
 #   scripts/bench.sh criterion  cargo bench --bench handshake|passthrough|inject, inject_memory 1 and 64,
 #                               handshake_latency, and the pass-through allocation test
 #   scripts/bench.sh plot       only redraw docs/session-ready.svg from the last browser run
@@ -36,7 +36,9 @@ BOSH_URL="http://127.0.0.1:${PROSODY_HTTP_PORT}/http-bind"
 BENCH_RUNS=${BENCH_RUNS:-30}
 THROUGHPUT_SECS=${THROUGHPUT_SECS:-10}
 THROUGHPUT_ROUNDS=${THROUGHPUT_ROUNDS:-2}
-EXAMPLES=(demo latency_proxy page_latency throughput handshake_latency inject_memory)
+# The demo is the library's example; the measurement harnesses are examples of the
+# unpublished perf/ crate. Both land in target/release/examples/.
+PERF_EXAMPLES=(latency_proxy page_latency throughput handshake_latency inject_memory)
 
 log() { printf '\n==== bench.sh: %s ====\n' "$*" >&2; }
 mkdir -p "$OUT"
@@ -55,10 +57,11 @@ fresh_prosody() {
 }
 
 step_build() {
-	log "release builds: ${EXAMPLES[*]}"
+	log "release builds: demo, perf: ${PERF_EXAMPLES[*]}"
 	local args=()
-	for example in "${EXAMPLES[@]}"; do args+=(--example "$example"); done
-	cargo build --release "${args[@]}"
+	for example in "${PERF_EXAMPLES[@]}"; do args+=(--example "$example"); done
+	cargo build --release -p bosh-prebind --example demo
+	cargo build --release -p perf "${args[@]}"
 	[ -d browser/node_modules/playwright-core ] || npm ci --prefix browser
 }
 

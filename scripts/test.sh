@@ -5,9 +5,12 @@
 #
 # Starts a throw-away Prosody with BOSH on loopback (scripts/prosody.sh), points the
 # integration tests at it via BOSH_PREBIND_TEST_BOSH_URL, runs `cargo test
-# --all-features`, then the browser tests (Strophe.js in Debian's headless Chromium
-# against the demo and gateway examples: `node --test browser/`, after `npm ci` in
-# browser/ when its lock file changed), and stops Prosody again if this script
+# --workspace --all-features` (the library, gateway/ and perf/: a plain `cargo test`
+# at the root would test the library only), installs the gateway with `cargo install
+# --path gateway` into target/gateway-install (debug profile, reusing the workspace's
+# build), then runs the browser tests (Strophe.js in Debian's headless Chromium against
+# the demo example and that installed gateway: `node --test browser/`, after `npm ci`
+# in browser/ when its lock file changed), and stops Prosody again if this script
 # started it.  Extra arguments go to `cargo test`; the browser tests run when it passes.
 set -euo pipefail
 
@@ -40,16 +43,30 @@ eval "$("$PROSODY" env)"
 export BOSH_PREBIND_TEST_BOSH_URL
 echo "test.sh: BOSH_PREBIND_TEST_BOSH_URL=$BOSH_PREBIND_TEST_BOSH_URL" >&2
 
+# Where `cargo install --path gateway` puts the gateway for the browser tests.
+GATEWAY_ROOT=$PWD/target/gateway-install
+install_gateway() {
+	# --debug: the same build `cargo test` just made (a release build would compile
+	# everything again); --locked: the workspace's Cargo.lock, no network needed
+	# once the dependencies are fetched; CARGO_TARGET_DIR: build in the workspace's
+	# target dir, not in a throw-away one.
+	CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target} \
+		cargo install --path gateway --root "$GATEWAY_ROOT" --debug --locked --force --quiet
+}
+
 browser_tests() {
-	# The tests start target/debug/examples/{demo,gateway}.  `cargo test` has built
-	# them already (this is then a no-op); extra arguments to this script may not.
-	cargo build --examples --all-features || return
+	# The tests start target/debug/examples/demo (built by `cargo test` already, so
+	# this is a no-op; extra arguments to this script may not have) and the installed
+	# gateway, target/gateway-install/bin/bosh-prebind-gateway.
+	cargo build -p bosh-prebind --example demo --all-features || return
+	install_gateway || return
 	browser/install.sh || return
-	node --test --test-reporter=spec browser/
+	BOSH_PREBIND_GATEWAY_BIN=$GATEWAY_ROOT/bin/bosh-prebind-gateway \
+		node --test --test-reporter=spec browser/
 }
 
 rc=0
-cargo test --all-features "$@" || rc=$?
+cargo test --workspace --all-features "$@" || rc=$?
 if [ "$rc" -eq 0 ]; then
 	browser_tests || rc=$?
 fi

@@ -4,7 +4,7 @@
 //! An app serves a ~100 KiB HTML page in 8 KiB chunks with `</head>` about
 //! 2 KiB in, over real HTTP/1.1 on loopback, twice: bare, and behind the
 //! layer injecting an anonymous session into it. The layer's BOSH transport
-//! reaches the CM through the latency proxy of `examples/latency_proxy.rs`
+//! reaches the CM through the latency proxy of `perf/examples/latency_proxy.rs`
 //! (run in this process) adding `--delay-ms` (default 10) each way. A hyper
 //! client on one keep-alive connection per server sends `-n` (default 50)
 //! requests to each, alternating, after 3 warm-ups each, and records the
@@ -12,7 +12,7 @@
 //!
 //! ```text
 //! scripts/prosody.sh start
-//! cargo run --release --example page_latency -- --bosh-url http://127.0.0.1:5280/http-bind
+//! cargo run --release -p perf --example page_latency -- --bosh-url http://127.0.0.1:5280/http-bind
 //! ```
 //!
 //! Expected shape: the head waits for the app only; bytes before `</head>`
@@ -32,7 +32,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-#[path = "../benches/support/mod.rs"]
+#[path = "../../benches/support/mod.rs"]
 mod support;
 use support::Chunks;
 use tower::{Layer, Service, service_fn};
@@ -269,7 +269,7 @@ async fn main() {
     let head_at = page.windows(7).position(|w| w == b"</head>").unwrap();
     let bare = spawn_server(app(chunks.clone())).await;
     let layered = spawn_server(
-        PrebindLayer::new(distant_cm)
+        PrebindLayer::new(bosh_prebind::BoshUrl::try_from(distant_cm).expect("a BOSH URL"))
             .credentials(Credentials::anonymous("anon.localhost"))
             .inject_path("/")
             .layer(app(chunks.clone())),

@@ -28,7 +28,7 @@
 //!
 //! ```text
 //! scripts/prosody.sh start
-//! cargo run --release --example throughput -- --bosh-url http://127.0.0.1:5280/http-bind \
+//! cargo run --release -p perf --example throughput -- --bosh-url http://127.0.0.1:5280/http-bind \
 //!     --reset 'scripts/prosody.sh stop && scripts/prosody.sh start' --prosody-pid-file /tmp/bosh-prebind-prosody/prosody.pid
 //! ```
 
@@ -204,9 +204,10 @@ async fn phase(
     });
     // A fresh layer (and transport) and raw client per phase: the same cold
     // start for both.
-    let layered = PrebindLayer::new(url.clone())
-        .credentials(Credentials::anonymous(DOMAIN))
-        .layer(app);
+    let layered =
+        PrebindLayer::new(bosh_prebind::BoshUrl::try_from(url.clone()).expect("a BOSH URL"))
+            .credentials(Credentials::anonymous(DOMAIN))
+            .layer(app);
     let raw = raw_client();
     let deadline = Instant::now() + Duration::from_secs(secs);
     let errors = Arc::new(AtomicU64::new(0));

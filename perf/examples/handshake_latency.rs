@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! scripts/prosody.sh start
-//! cargo run --release --example handshake_latency -- http://127.0.0.1:5280/http-bind 50
+//! cargo run --release -p perf --example handshake_latency -- http://127.0.0.1:5280/http-bind 50
 //! ```
 
 use std::convert::Infallible;
@@ -47,9 +47,10 @@ async fn main() {
         let app = service_fn(|_: Request<Full<Bytes>>| async {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
         });
-        let mut service = PrebindLayer::new(url.clone())
-            .credentials(credentials)
-            .layer(app);
+        let mut service =
+            PrebindLayer::new(bosh_prebind::BoshUrl::try_from(url.clone()).expect("a BOSH URL"))
+                .credentials(credentials)
+                .layer(app);
         let mut times = Vec::with_capacity(runs);
         let mut round_trips = 0;
         for i in 0..runs + 3 {

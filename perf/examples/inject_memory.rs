@@ -13,8 +13,8 @@
 //! page-sized peak when the page is held.
 //!
 //! ```text
-//! cargo run --release --example inject_memory -- 1
-//! cargo run --release --example inject_memory -- 64
+//! cargo run --release -p perf --example inject_memory -- 1
+//! cargo run --release -p perf --example inject_memory -- 64
 //! ```
 
 use std::convert::Infallible;
@@ -27,7 +27,7 @@ use http::{Request, Response, header};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
 use peakmem_alloc::{PeakMemAlloc, PeakMemAllocTrait};
-#[path = "../benches/support/mod.rs"]
+#[path = "../../benches/support/mod.rs"]
 mod support;
 use support::{Rng, block, fake_cm, head};
 use tower::{Layer, ServiceExt, service_fn};

@@ -3,7 +3,7 @@
 //! round-trip time, for the latency benchmarks (BENCHMARKS.md).
 //!
 //! ```text
-//! cargo run --release --example latency_proxy -- --listen 127.0.0.1:3100 --target 127.0.0.1:3000 --delay-ms 50
+//! cargo run --release -p perf --example latency_proxy -- --listen 127.0.0.1:3100 --target 127.0.0.1:3000 --delay-ms 50
 //! # prints: latency proxy on http://127.0.0.1:3100 -> 127.0.0.1:3000, 50 ms each way
 //! ```
 //!
