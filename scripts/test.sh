@@ -4,14 +4,17 @@
 #   scripts/test.sh [extra cargo test args...]
 #
 # Starts a throw-away Prosody with BOSH on loopback (scripts/prosody.sh), points the
-# integration tests at it via BOSH_PREBIND_TEST_BOSH_URL, runs `cargo test
-# --workspace --all-features` (the library, gateway/ and perf/: a plain `cargo test`
-# at the root would test the library only), installs the gateway with `cargo install
-# --path gateway` into target/gateway-install (debug profile, reusing the workspace's
-# build), then runs the browser tests (Strophe.js in Debian's headless Chromium against
-# the demo example and that installed gateway: `node --test browser/`, after `npm ci`
-# in browser/ when its lock file changed), and stops Prosody again if this script
-# started it.  Extra arguments go to `cargo test`; the browser tests run when it passes.
+# integration tests at it via BOSH_PREBIND_TEST_BOSH_URL (and the HTTPS variables of
+# `prosody.sh env`), then:
+#   1. `cargo test --workspace --all-features`: the library, gateway/ and perf/ (a plain
+#      `cargo test` at the root would test the library only);
+#   2. the gateway's #[ignore]d real-server tests against this Prosody (HTTP, HTTPS);
+#   3. `cargo install --path gateway` into target/gateway-install (debug profile, the
+#      workspace's build reused) and the browser tests (Strophe.js in Debian's headless
+#      Chromium against the demo example and that installed gateway: `node --test
+#      browser/`, after `npm ci` in browser/ when its lock file changed);
+# and stops Prosody again if this script started it.  Extra arguments go to the first
+# `cargo test`; each step runs when the one before passed.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -67,6 +70,11 @@ browser_tests() {
 
 rc=0
 cargo test --workspace --all-features "$@" || rc=$?
+# The gateway's real-server tests (#[ignore]d in a plain `cargo test`): against this
+# Prosody over HTTP, and over HTTPS with --ca-file. Missing servers fail them.
+if [ "$rc" -eq 0 ]; then
+	cargo test -p bosh-prebind-gateway --all-features --test gateway -- --ignored || rc=$?
+fi
 if [ "$rc" -eq 0 ]; then
 	browser_tests || rc=$?
 fi
