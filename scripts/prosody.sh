@@ -4,8 +4,9 @@
 #   scripts/prosody.sh start    install (if needed), configure, start, wait until BOSH answers
 #   scripts/prosody.sh stop     stop the instance started by `start`
 #   scripts/prosody.sh status   exit 0 if the instance is running and BOSH answers
-#   scripts/prosody.sh env      print `export BOSH_PREBIND_TEST_BOSH_URL=...`
-#   scripts/prosody.sh install  only install prosody/curl if missing (done by `start` too)
+#   scripts/prosody.sh env      print `export BOSH_PREBIND_TEST_BOSH_URL=...` and the HTTPS
+#                               variables below
+#   scripts/prosody.sh install  only install prosody/curl/openssl if missing (done by `start` too)
 #   scripts/prosody.sh logs [N] print the last N (default 50) lines of the logs
 #
 # Everything lives in its own state dir (config, data, log, pid); /etc/prosody and the
@@ -13,10 +14,37 @@
 #   PROSODY_DIR        state dir        (default ${TMPDIR:-/tmp}/bosh-prebind-prosody)
 #   PROSODY_HTTP_PORT  BOSH/HTTP port   (default 5280, 127.0.0.1 only)
 #   PROSODY_C2S_PORT   c2s port         (default 5222, 127.0.0.1 only)
+#   PROSODY_HTTPS_PORT            BOSH over TLS, good certificate   (default 5281, 127.0.0.1 only)
+#   PROSODY_HTTPS_WRONG_PORT      BOSH over TLS, certificate for the wrong host name (default 5282)
+#   PROSODY_HTTPS_UNTRUSTED_PORT  BOSH over TLS, certificate from an untrusted CA   (default 5283)
 #   PROSODY_START_TIMEOUT  seconds to wait for BOSH (default 20)
 #
 # Accounts: alice@localhost / secret-alice, bob@localhost / secret-bob;
-# anon.localhost offers SASL ANONYMOUS.
+# anon.localhost offers SASL ANONYMOUS.  Modules: bosh, ping (XEP-0199), roster,
+# vcard (XEP-0054, stored as sent), saslauth, disco.  Stanzas up to 1 MiB are accepted
+# (c2s_stanza_size_limit, which also bounds each stanza in a BOSH body; Prosody's default
+# is 256 KiB), so a vCard with a ~300 KiB photo goes through; HTTP bodies up to 10 MiB
+# (http_max_content_size, Prosody's default).
+#
+# HTTPS: a throw-away PKI is made with openssl in $PROSODY_DIR/tls/ on the first `start`
+# (kept afterwards; remade when a file is missing or a certificate expires within a day):
+#   ca.pem               the test CA: trust it (BOSH_PREBIND_TEST_CA_FILE)
+#   localhost.pem/.key   CA-signed, SAN DNS:localhost + IP:127.0.0.1: served on PROSODY_HTTPS_PORT
+#                        -> https://localhost:5281/http-bind or https://127.0.0.1:5281/http-bind
+#   wrong-host.pem/.key  CA-signed, but only for DNS:wrong.example: served on
+#                        PROSODY_HTTPS_WRONG_PORT; a client trusting ca.pem must refuse
+#                        https://localhost:5282/http-bind (name mismatch)
+#   untrusted-ca.pem     a second, unrelated CA (BOSH_PREBIND_TEST_UNTRUSTED_CA_FILE)
+#   untrusted.pem/.key   for localhost + 127.0.0.1 but signed by untrusted-ca: served on
+#                        PROSODY_HTTPS_UNTRUSTED_PORT; a client trusting ca.pem must refuse
+#                        https://localhost:5283/http-bind (unknown issuer)
+# The *.key files and the CAs' keys stay in tls/ too (EC P-256).  Nothing is put into the
+# system trust store.  `env` prints, besides BOSH_PREBIND_TEST_BOSH_URL:
+#   BOSH_PREBIND_TEST_BOSH_HTTPS_URL            https://localhost:$PROSODY_HTTPS_PORT/http-bind
+#   BOSH_PREBIND_TEST_CA_FILE                   $PROSODY_DIR/tls/ca.pem
+#   BOSH_PREBIND_TEST_BOSH_HTTPS_WRONG_HOST_URL https://localhost:$PROSODY_HTTPS_WRONG_PORT/http-bind
+#   BOSH_PREBIND_TEST_BOSH_HTTPS_UNTRUSTED_URL  https://localhost:$PROSODY_HTTPS_UNTRUSTED_PORT/http-bind
+#   BOSH_PREBIND_TEST_UNTRUSTED_CA_FILE         $PROSODY_DIR/tls/untrusted-ca.pem
 set -euo pipefail
 
 PROSODY_DIR=${PROSODY_DIR:-${TMPDIR:-/tmp}/bosh-prebind-prosody}
@@ -25,9 +53,15 @@ PROSODY_DIR=${PROSODY_DIR:-${TMPDIR:-/tmp}/bosh-prebind-prosody}
 [[ "$PROSODY_DIR" == /* ]] || PROSODY_DIR="$PWD/$PROSODY_DIR"
 HTTP_PORT=${PROSODY_HTTP_PORT:-5280}
 C2S_PORT=${PROSODY_C2S_PORT:-5222}
+HTTPS_PORT=${PROSODY_HTTPS_PORT:-5281}
+HTTPS_WRONG_PORT=${PROSODY_HTTPS_WRONG_PORT:-5282}
+HTTPS_UNTRUSTED_PORT=${PROSODY_HTTPS_UNTRUSTED_PORT:-5283}
 START_TIMEOUT=${PROSODY_START_TIMEOUT:-20}
 BOSH_URL="http://127.0.0.1:${HTTP_PORT}/http-bind"
-for p in "$HTTP_PORT" "$C2S_PORT" "$START_TIMEOUT"; do
+BOSH_HTTPS_URL="https://localhost:${HTTPS_PORT}/http-bind"
+BOSH_HTTPS_WRONG_HOST_URL="https://localhost:${HTTPS_WRONG_PORT}/http-bind"
+BOSH_HTTPS_UNTRUSTED_URL="https://localhost:${HTTPS_UNTRUSTED_PORT}/http-bind"
+for p in "$HTTP_PORT" "$C2S_PORT" "$HTTPS_PORT" "$HTTPS_WRONG_PORT" "$HTTPS_UNTRUSTED_PORT" "$START_TIMEOUT"; do
 	[[ "$p" =~ ^[0-9]+$ ]] || { echo "prosody.sh: error: not a number: '$p'" >&2; exit 2; }
 done
 
@@ -36,6 +70,9 @@ DATA="$PROSODY_DIR/data"
 LOG="$PROSODY_DIR/prosody.log"  # Prosody's own log
 OUT="$PROSODY_DIR/prosody.out"  # stdout/stderr of the process (startup errors land here)
 PIDFILE="$PROSODY_DIR/prosody.pid"
+TLS="$PROSODY_DIR/tls"          # throw-away CAs and certificates (see the header)
+CA_FILE="$TLS/ca.pem"
+UNTRUSTED_CA_FILE="$TLS/untrusted-ca.pem"
 
 log() { printf 'prosody.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -50,12 +87,14 @@ as_root() {
 	fi
 }
 
-# Install prosody (and curl, used for the readiness probe) only if missing, without
-# letting the package start or enable the system service.
+# Install prosody (and curl, used for the readiness probe, and openssl, which makes the
+# test certificates) only if missing, without letting the package start or enable the
+# system service.
 ensure_packages() {
 	local pkgs=()
 	command -v prosody >/dev/null 2>&1 && command -v prosodyctl >/dev/null 2>&1 || pkgs+=(prosody)
 	command -v curl >/dev/null 2>&1 || pkgs+=(curl ca-certificates)
+	command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
 	if [ "${#pkgs[@]}" -eq 0 ]; then return 0; fi
 
 	log "installing: ${pkgs[*]}"
@@ -104,14 +143,78 @@ running_pid() {
 }
 
 # A real BOSH session-creation request; ready when the answer carries a sid.
+# bosh_answers [URL [extra curl args...]] (default: the plain-HTTP URL).
 bosh_answers() {
 	command -v curl >/dev/null 2>&1 || return 1
+	local url=${1:-$BOSH_URL}
+	[ "$#" -eq 0 ] || shift
 	local rid=$((RANDOM * 32768 + RANDOM + 1)) resp
-	resp=$(curl --noproxy '*' -sS --max-time 5 \
+	resp=$(curl --noproxy '*' -sS --max-time 5 "$@" \
 		-H 'Content-Type: text/xml; charset=utf-8' \
 		--data-binary "<body content='text/xml; charset=utf-8' hold='1' rid='$rid' to='anon.localhost' ver='1.6' wait='60' xml:lang='en' xmpp:version='1.0' xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh'/>" \
-		"$BOSH_URL" 2>/dev/null) || return 1
+		"$url" 2>/dev/null) || return 1
 	[[ "$resp" == *"sid="* ]]
+}
+
+# BOSH over TLS with the good certificate, verified against the test CA.
+https_answers() {
+	[ -s "$CA_FILE" ] && bosh_answers "$BOSH_HTTPS_URL" --cacert "$CA_FILE"
+}
+
+# Both the plain-HTTP and the HTTPS endpoint answer.
+all_answer() {
+	bosh_answers && https_answers
+}
+
+# openssl helpers for ensure_certs.
+new_key() { # FILE: an EC P-256 private key, readable by its owner only
+	(umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null)
+}
+new_ca() { # NAME CN: self-signed CA NAME.pem / NAME.key
+	new_key "$TLS/$1.key"
+	openssl req -x509 -new -sha256 -days 3650 -key "$TLS/$1.key" -subj "/CN=$2" \
+		-addext "basicConstraints=critical,CA:TRUE" \
+		-addext "keyUsage=critical,keyCertSign,cRLSign" \
+		-addext "subjectKeyIdentifier=hash" \
+		-out "$TLS/$1.pem" 2>/dev/null
+}
+new_leaf() { # NAME CA CN SAN: server certificate NAME.pem / NAME.key signed by CA
+	local ext="$TLS/$1.ext"
+	new_key "$TLS/$1.key"
+	openssl req -new -sha256 -key "$TLS/$1.key" -subj "/CN=$3" -out "$TLS/$1.csr" 2>/dev/null
+	printf '%s\n' "basicConstraints=critical,CA:FALSE" \
+		"keyUsage=critical,digitalSignature,keyEncipherment" \
+		"extendedKeyUsage=serverAuth" \
+		"subjectAltName=$4" \
+		"subjectKeyIdentifier=hash" \
+		"authorityKeyIdentifier=keyid,issuer" >"$ext"
+	openssl x509 -req -sha256 -days 825 -in "$TLS/$1.csr" \
+		-CA "$TLS/$2.pem" -CAkey "$TLS/$2.key" -set_serial "0x$(openssl rand -hex 16)" \
+		-extfile "$ext" -out "$TLS/$1.pem" 2>/dev/null
+	rm -f "$TLS/$1.csr" "$ext"
+}
+
+# The throw-away PKI in $TLS (see the header); kept while complete and valid for a day.
+ensure_certs() {
+	local f ok=1
+	for f in ca untrusted-ca localhost wrong-host untrusted; do
+		[ -s "$TLS/$f.pem" ] && [ -s "$TLS/$f.key" ] &&
+			openssl x509 -checkend 86400 -noout -in "$TLS/$f.pem" >/dev/null 2>&1 || ok=0
+	done
+	[ "$ok" -eq 0 ] || return 0
+	log "making throw-away TLS certificates in $TLS"
+	rm -rf "$TLS"
+	mkdir -p "$TLS"
+	if ! { new_ca ca "bosh-prebind test CA" &&
+		new_ca untrusted-ca "bosh-prebind untrusted CA" &&
+		new_leaf localhost ca localhost "DNS:localhost,IP:127.0.0.1" &&
+		new_leaf wrong-host ca wrong.example "DNS:wrong.example" &&
+		new_leaf untrusted untrusted-ca localhost "DNS:localhost,IP:127.0.0.1"; }; then
+		die "openssl failed to make the test certificates in $TLS"
+	fi
+	# The certificates (not the keys) may be read by anyone, e.g. a test run as another user.
+	chmod 755 "$TLS"
+	chmod 644 "$TLS"/*.pem
 }
 
 port_in_use() {
@@ -126,7 +229,9 @@ write_config() {
 -- Generated by scripts/prosody.sh: throw-away test instance, loopback only.
 data_path = "$DATA"
 log = { info = "$LOG" }
--- No TLS is used; an existing (empty) dir just silences a startup error.
+-- No TLS on c2s; an existing (empty) dir just silences a startup error.  It must stay
+-- empty: a certificate found there for "localhost" would be served (via SNI) on every
+-- https port, the wrong-host and untrusted ones included.
 certificates = "$PROSODY_DIR/certs"
 run_as_root = $run_as_root
 
@@ -135,17 +240,24 @@ modules_enabled = {
 	"ping";      -- XEP-0199: prove a pre-bound session is live
 	"saslauth";  -- SASL (SCRAM-SHA-1, PLAIN, ANONYMOUS)
 	"roster";    -- clients request the roster after attaching
+	"vcard";     -- XEP-0054 vcard-temp, stored as sent (photo included)
 	"disco";
 	"posix";     -- clean shutdown on SIGTERM, root check
 }
 
--- Loopback only: no https, no s2s, no direct TLS.
+-- Loopback only: no s2s, no direct TLS c2s.
 interfaces = { "127.0.0.1" }
 local_interfaces = { "127.0.0.1" }
 http_ports = { $HTTP_PORT }
 http_interfaces = { "127.0.0.1" }
-https_ports = { }
-https_interfaces = { }
+-- BOSH over TLS, one certificate per port (throw-away PKI in $TLS).
+https_ports = { $HTTPS_PORT, $HTTPS_WRONG_PORT, $HTTPS_UNTRUSTED_PORT }
+https_interfaces = { "127.0.0.1" }
+https_ssl = {
+	[$HTTPS_PORT] = { certificate = "$TLS/localhost.pem", key = "$TLS/localhost.key" };
+	[$HTTPS_WRONG_PORT] = { certificate = "$TLS/wrong-host.pem", key = "$TLS/wrong-host.key" };
+	[$HTTPS_UNTRUSTED_PORT] = { certificate = "$TLS/untrusted.pem", key = "$TLS/untrusted.key" };
+}
 c2s_ports = { $C2S_PORT }
 c2s_interfaces = { "127.0.0.1" }
 c2s_direct_tls_ports = { }
@@ -159,6 +271,10 @@ allow_unencrypted_plain_auth = true
 c2s_require_encryption = false
 -- How long an unattached pre-bound session lives.
 bosh_max_inactivity = 60
+-- Largest stanza (c2s and each stanza inside a BOSH body; the default is 256 KiB): a vCard
+-- with a ~300 KiB photo must fit.  HTTP request bodies: Prosody's default, stated.
+c2s_stanza_size_limit = 1024 * 1024
+http_max_content_size = 10 * 1024 * 1024
 -- No rate limiting (benchmarks).
 limits = { }
 -- The default incremental GC makes per-handshake CPU grow with live sessions.
@@ -200,23 +316,24 @@ cmd_start() {
 	flock -w 120 9 || die "timed out waiting for the lock on $PROSODY_DIR"
 
 	if running_pid >/dev/null; then
-		if bosh_answers; then
-			log "already running (pid $(running_pid)), BOSH at $BOSH_URL"
+		if all_answer; then
+			log "already running (pid $(running_pid)), BOSH at $BOSH_URL and $BOSH_HTTPS_URL"
 			return 0
 		fi
-		log "pid $(running_pid) is alive but BOSH does not answer; restarting it"
+		log "pid $(running_pid) is alive but BOSH (HTTP or HTTPS) does not answer; restarting it"
 		cmd_stop
 	fi
 
 	ensure_packages
 
-	for p in "$HTTP_PORT" "$C2S_PORT"; do
+	for p in "$HTTP_PORT" "$C2S_PORT" "$HTTPS_PORT" "$HTTPS_WRONG_PORT" "$HTTPS_UNTRUSTED_PORT"; do
 		if port_in_use "$p"; then
-			die "port 127.0.0.1:$p is already in use by another process (set PROSODY_HTTP_PORT / PROSODY_C2S_PORT)"
+			die "port 127.0.0.1:$p is already in use by another process (set PROSODY_HTTP_PORT / PROSODY_C2S_PORT / PROSODY_HTTPS_*PORT)"
 		fi
 	done
 
 	mkdir -p "$DATA" "$PROSODY_DIR/certs"
+	ensure_certs
 	write_config
 	register_accounts
 
@@ -238,16 +355,16 @@ cmd_start() {
 			print_logs
 			exit 1
 		fi
-		bosh_answers && break
+		all_answer && break
 		if [ "$SECONDS" -ge "$deadline" ]; then
-			log "error: BOSH did not answer at $BOSH_URL within ${START_TIMEOUT}s"
+			log "error: BOSH did not answer at $BOSH_URL and $BOSH_HTTPS_URL (CA $CA_FILE) within ${START_TIMEOUT}s"
 			print_logs
 			cmd_stop || true
 			exit 1
 		fi
 		sleep 0.2
 	done
-	log "started prosody (pid $pid), BOSH at $BOSH_URL, state in $PROSODY_DIR"
+	log "started prosody (pid $pid), BOSH at $BOSH_URL and $BOSH_HTTPS_URL, state in $PROSODY_DIR"
 }
 
 cmd_stop() {
@@ -274,8 +391,8 @@ cmd_stop() {
 
 cmd_status() {
 	local pid
-	if pid=$(running_pid) && bosh_answers; then
-		echo "running (pid $pid), BOSH at $BOSH_URL"
+	if pid=$(running_pid) && all_answer; then
+		echo "running (pid $pid), BOSH at $BOSH_URL and $BOSH_HTTPS_URL"
 		return 0
 	fi
 	echo "not running"
@@ -284,6 +401,11 @@ cmd_status() {
 
 cmd_env() {
 	echo "export BOSH_PREBIND_TEST_BOSH_URL=$BOSH_URL"
+	echo "export BOSH_PREBIND_TEST_BOSH_HTTPS_URL=$BOSH_HTTPS_URL"
+	printf 'export BOSH_PREBIND_TEST_CA_FILE=%q\n' "$CA_FILE"
+	echo "export BOSH_PREBIND_TEST_BOSH_HTTPS_WRONG_HOST_URL=$BOSH_HTTPS_WRONG_HOST_URL"
+	echo "export BOSH_PREBIND_TEST_BOSH_HTTPS_UNTRUSTED_URL=$BOSH_HTTPS_UNTRUSTED_URL"
+	printf 'export BOSH_PREBIND_TEST_UNTRUSTED_CA_FILE=%q\n' "$UNTRUSTED_CA_FILE"
 }
 
 case "${1:-}" in

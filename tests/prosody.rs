@@ -397,7 +397,8 @@ fn https_url() -> Uri {
 }
 
 fn ca_file() -> String {
-    std::env::var("BOSH_PREBIND_TEST_CA_FILE").expect("BOSH_PREBIND_TEST_CA_FILE is set by scripts/test.sh")
+    std::env::var("BOSH_PREBIND_TEST_CA_FILE")
+        .expect("BOSH_PREBIND_TEST_CA_FILE is set by scripts/test.sh")
 }
 
 /// A layer over HTTPS trusting `transport`'s roots; the GET answer's parts.
@@ -455,8 +456,8 @@ async fn https_with_an_untrusted_certificate_is_a_clear_502() {
 #[tokio::test]
 #[ignore = "needs Prosody: scripts/test.sh starts it and runs this"]
 async fn https_to_the_wrong_host_name_is_a_clear_502() {
-    // Same server and certificate, reached by a name the certificate does
-    // not carry.
+    // A certificate from the trusted test CA, but for `wrong.example` while
+    // the URL says `localhost` (scripts/prosody.sh serves it on its own port).
     let url = common::server_url("BOSH_PREBIND_TEST_BOSH_HTTPS_WRONG_HOST_URL");
     let started = std::time::Instant::now();
     let (status, body) = https_prebind(&url, trusting_test_ca()).await;
@@ -469,13 +470,9 @@ async fn https_to_the_wrong_host_name_is_a_clear_502() {
 #[ignore = "needs Prosody: scripts/test.sh starts it and runs this"]
 async fn plain_http_to_the_tls_port_is_a_clear_502() {
     let https = https_url();
-    let plain: Uri = format!(
-        "http://{}{}",
-        https.authority().unwrap(),
-        https.path()
-    )
-    .parse()
-    .unwrap();
+    let plain: Uri = format!("http://{}{}", https.authority().unwrap(), https.path())
+        .parse()
+        .unwrap();
     let started = std::time::Instant::now();
     let (status, body) = https_prebind(&plain, trusting_test_ca()).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
