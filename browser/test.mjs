@@ -213,3 +213,54 @@ browserTest('without Strophe.js the page says how to install it', async (session
   assert.ok(await page.locator('#help').isVisible(), 'the install hint is shown');
   assert.match(await page.locator('#help').textContent(), /npm ci --prefix browser/);
 }, { needsProsody: false });
+
+// Real-size chat traffic through the same-origin pass-through (its answers are
+// streamed, not capped at the handshake's 64 KiB): a vCard (XEP-0054) with a
+// 200+ KiB photo stored and fetched back, and a 500-item roster fetched whole.
+browserTest('a 200 KiB vCard photo and a 500-item roster go through /http-bind whole', async (session) => {
+  const origin = await startDemo(session, '--jid', 'alice@localhost', '--password', 'secret-alice');
+  const opened = await session.open(`${origin}/`);
+  await assertConnected(opened, origin, { method: 'injected', jid: /^alice@localhost\/\S+$/ });
+  const outcome = await opened.page.evaluate(async () => {
+    const conn = window.__conn;
+    const { $iq } = window.Strophe;
+    const iq = (stanza) => new Promise((resolve, reject) => {
+      conn.sendIQ(stanza, resolve, (error) => reject(new Error(`iq failed: ${error ? error.outerHTML : 'timeout'}`)), 30000);
+      conn.flush();
+    });
+    // 160 000 random bytes -> 213 336 base64 characters.
+    const bytes = new Uint8Array(160000);
+    for (let i = 0; i < bytes.length; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
+    let binary = '';
+    for (const b of bytes) binary += String.fromCharCode(b);
+    const photo = btoa(binary);
+    await iq($iq({ type: 'set' }).c('vCard', { xmlns: 'vcard-temp' })
+      .c('FN').t('Alice').up()
+      .c('PHOTO').c('TYPE').t('image/png').up().c('BINVAL').t(photo));
+    const vcard = await iq($iq({ type: 'get' }).c('vCard', { xmlns: 'vcard-temp' }));
+    const fetched = vcard.getElementsByTagName('BINVAL')[0]?.textContent ?? '';
+
+    // 500 roster items (RFC 6121 §2.3: one item per set), in batches.
+    const items = [];
+    for (let i = 0; i < 500; i++) items.push(`contact${String(i).padStart(3, '0')}@localhost`);
+    for (let i = 0; i < items.length; i += 50) {
+      await Promise.all(items.slice(i, i + 50).map((jid) =>
+        iq($iq({ type: 'set' }).c('query', { xmlns: 'jabber:iq:roster' }).c('item', { jid, name: `Contact ${jid}` }))));
+    }
+    const roster = await iq($iq({ type: 'get' }).c('query', { xmlns: 'jabber:iq:roster' }));
+    const rosterJids = [...roster.getElementsByTagName('item')].map((item) => item.getAttribute('jid'));
+    // Leave the account as it was for other tests.
+    for (let i = 0; i < items.length; i += 50) {
+      await Promise.all(items.slice(i, i + 50).map((jid) =>
+        iq($iq({ type: 'set' }).c('query', { xmlns: 'jabber:iq:roster' }).c('item', { jid, subscription: 'remove' }))));
+    }
+    return { photoLength: photo.length, fetchedSame: fetched.replace(/\s+/g, '') === photo, rosterJids };
+  });
+  assert.ok(outcome.photoLength >= 200 * 1024, `photo of ${outcome.photoLength} base64 characters`);
+  assert.ok(outcome.fetchedSame, 'the vCard photo came back whole');
+  for (let i = 0; i < 500; i++) {
+    const jid = `contact${String(i).padStart(3, '0')}@localhost`;
+    assert.ok(outcome.rosterJids.includes(jid), `roster item ${jid} came back`);
+  }
+  console.log(`large traffic: vCard photo ${outcome.photoLength} base64 characters, roster of ${outcome.rosterJids.length} items`);
+});
