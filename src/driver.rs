@@ -18,27 +18,56 @@ use crate::protocol::handshake::{
 };
 use crate::transport::{BoshTransport, BoxError};
 
-/// Where and how the driver talks to the connection manager.
+/// How the driver talks to a connection manager (which one is given per run).
 #[derive(Debug, Clone)]
 pub(crate) struct ClientSettings {
-    pub(crate) bosh_url: Uri,
     pub(crate) request_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_response_body: usize,
 }
 
-/// Runs a whole handshake.
+/// Why a handshake failed, and whether another connection manager may be
+/// tried for it.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The session-creation request got no usable answer (transport error,
+    /// request timeout, HTTP 5xx, or a terminate naming the server rather
+    /// than the request): no session exists for us at that CM, so the same
+    /// prebind may be made at another one.
+    NodeFailed(PrebindError),
+    /// Anything else, in particular every failure once a sid exists.
+    Failed(PrebindError),
+}
+
+impl Failure {
+    /// The error, whatever the kind.
+    pub(crate) fn into_error(self) -> PrebindError {
+        match self {
+            Failure::NodeFailed(error) | Failure::Failed(error) => error,
+        }
+    }
+}
+
+impl From<PrebindError> for Failure {
+    fn from(error: PrebindError) -> Self {
+        Failure::Failed(error)
+    }
+}
+
+/// Runs a whole handshake at the CM at `url`, to finish by `deadline`.
 pub(crate) async fn run<T: BoshTransport>(
     mut transport: T,
     settings: &ClientSettings,
+    url: &Uri,
     config: HandshakeConfig,
-) -> Result<PrebindSession, PrebindError> {
+    deadline: Instant,
+) -> Result<PrebindSession, Failure> {
     let started = Instant::now();
-    let deadline = started + settings.handshake_timeout;
     let (mut handshake, mut body) = Handshake::start(config);
     let mut abandoned = Abandoned {
         transport: Some(transport.clone()),
         settings: settings.clone(),
+        url: url.clone(),
         sid: None,
         next_rid: 0,
     };
@@ -47,22 +76,34 @@ pub(crate) async fn run<T: BoshTransport>(
         // that must not be left half-made.
         abandoned.sid = handshake.sid().map(str::to_owned);
         abandoned.next_rid = handshake.last_rid() + 1;
+        let creating = abandoned.sid.is_none();
         let request_deadline = deadline.min(Instant::now() + settings.request_timeout);
-        let response =
-            tokio::time::timeout_at(request_deadline, post(&mut transport, settings, body))
-                .await
-                .map_err(|_| {
-                    if request_deadline == deadline {
-                        PrebindError::Timeout("handshake deadline exceeded")
-                    } else {
-                        PrebindError::Timeout("request timed out")
-                    }
-                })??;
-        let step = handshake.receive(&response).inspect_err(|error| {
+        let answer =
+            tokio::time::timeout_at(request_deadline, post(&mut transport, settings, url, body))
+                .await;
+        let response = match answer {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return Err(classify(creating, error)),
+            Err(_) if request_deadline == deadline => {
+                return Err(PrebindError::Timeout("handshake deadline exceeded").into());
+            }
+            // A CM that took a connection and no answer within the request
+            // timeout: when creating, one more CM may fit in the deadline.
+            Err(_) => {
+                let error = PrebindError::Timeout("request timed out");
+                return Err(if creating {
+                    Failure::NodeFailed(error)
+                } else {
+                    Failure::Failed(error)
+                });
+            }
+        };
+        let step = handshake.receive(&response).map_err(|error| {
             if matches!(error, HandshakeError::Terminated { .. }) {
                 // The CM already ended it.
                 abandoned.sid = None;
             }
+            classify(creating, error.into())
         })?;
         match step {
             Step::Send(next) => body = next,
@@ -89,6 +130,7 @@ pub(crate) async fn run<T: BoshTransport>(
 struct Abandoned<T: BoshTransport> {
     transport: Option<T>,
     settings: ClientSettings,
+    url: Uri,
     /// Set while a half-made session exists.
     sid: Option<String>,
     /// The RID after the last one sent.
@@ -104,11 +146,12 @@ impl<T: BoshTransport> Drop for Abandoned<T> {
             return;
         };
         let settings = self.settings.clone();
+        let url = self.url.clone();
         let body = crate::protocol::bosh::terminate(self.next_rid, &sid);
         runtime.spawn(async move {
             let sent = tokio::time::timeout(
                 settings.request_timeout,
-                post(&mut transport, &settings, body),
+                post(&mut transport, &settings, &url, body),
             )
             .await;
             let ended = matches!(sent, Ok(Ok(_)));
@@ -117,15 +160,40 @@ impl<T: BoshTransport> Drop for Abandoned<T> {
     }
 }
 
+/// Sorts a failure: only one of the session-creation request, and only one
+/// that says nothing about the request itself, lets another CM be tried.
+/// Once the CM has handed out a sid, the session is bound to that CM
+/// (XEP-0124 §7: the sid names a session of *this* connection manager) and
+/// its RID sequence has started, so nothing is retried anywhere.
+fn classify(creating: bool, error: PrebindError) -> Failure {
+    let node_failed = creating
+        && match &error {
+            PrebindError::Unreachable(_) => true,
+            PrebindError::HttpStatus(status) => status.is_server_error(),
+            // XEP-0124 §17.2: conditions about the server, not the request.
+            PrebindError::Handshake(HandshakeError::Terminated { condition, .. }) => matches!(
+                condition.as_str(),
+                "system-shutdown" | "remote-connection-failed" | "internal-server-error"
+            ),
+            _ => false,
+        };
+    if node_failed {
+        Failure::NodeFailed(error)
+    } else {
+        Failure::Failed(error)
+    }
+}
+
 /// One POST to the CM, returning its (capped) body.
 async fn post<T: BoshTransport>(
     transport: &mut T,
     settings: &ClientSettings,
+    url: &Uri,
     body: String,
 ) -> Result<Bytes, PrebindError> {
     let mut request = Request::new(Full::new(Bytes::from(body)));
     *request.method_mut() = Method::POST;
-    *request.uri_mut() = settings.bosh_url.clone();
+    *request.uri_mut() = url.clone();
     request.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/xml; charset=utf-8"),

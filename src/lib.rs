@@ -142,6 +142,7 @@ pub use protocol::{bosh, handshake};
 pub use error::PrebindError;
 pub use html::snippet::SnippetContext;
 pub use middleware::body::PrebindBody;
+pub use middleware::cluster::{BoshNode, ClusterError};
 pub use middleware::credentials_source::{
     CredentialsFn, CredentialsFuture, CredentialsSource, FromExtensions,
 };

@@ -6,12 +6,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Uri;
 use http::request::Parts;
 use tokio::sync::Semaphore;
 
 use crate::driver::ClientSettings;
 use crate::html::snippet::Renderer;
+use crate::middleware::cluster::Cluster;
 use crate::middleware::credentials_source::{CredentialsSource, NoCredentials};
 use crate::protocol::scram_cache::ScramCache;
 
@@ -24,6 +24,11 @@ const DEFAULT_MAX_HANDSHAKES: usize = 256;
 #[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) client: ClientSettings,
+    /// The connection managers (one, or the nodes of a cluster) and their
+    /// health.
+    pub(crate) cluster: Cluster,
+    /// The BOSH URL browsers are told when no node is named (one node: the
+    /// only one; an error snippet).
     pub(crate) public_bosh_url: String,
     /// True once `public_bosh_url` was set by the user.
     pub(crate) public_bosh_url_set: bool,
@@ -90,9 +95,10 @@ impl Pages {
 }
 
 impl Config {
-    pub(crate) fn new(bosh_url: Uri) -> Self {
-        Config {
-            public_bosh_url: bosh_url.to_string(),
+    pub(crate) fn new(cluster: Cluster) -> Self {
+        let mut config = Config {
+            public_bosh_url: cluster.node(0).url.to_string(),
+            cluster,
             public_bosh_url_set: false,
             passthrough_path: None,
             passthrough: PassthroughLimits {
@@ -101,7 +107,6 @@ impl Config {
                 client_ip: None,
             },
             client: ClientSettings {
-                bosh_url,
                 request_timeout: Duration::from_secs(5),
                 handshake_timeout: Duration::from_secs(10),
                 max_response_body: 64 * 1024,
@@ -127,7 +132,26 @@ impl Config {
                 element_id: "xmpp-prebind".to_owned(),
                 renderer: None,
             },
-        }
+        };
+        config.refresh_browser_urls();
+        config
+    }
+
+    /// Recomputes each node's `bosh_service_url` after a setter changed
+    /// what it depends on.
+    pub(crate) fn refresh_browser_urls(&mut self) {
+        self.cluster.refresh_browser_urls(
+            &self.public_bosh_url,
+            self.public_bosh_url_set,
+            self.passthrough_path.as_deref(),
+        );
+    }
+
+    /// The node a request on `path` is forwarded to, if it is a
+    /// pass-through path.
+    pub(crate) fn passthrough_target(&self, path: &str) -> Option<usize> {
+        let base = self.passthrough_path.as_deref()?;
+        self.cluster.passthrough_target(base, path)
     }
 
     /// True when sessions may be opened on `domain` (already normalized).
@@ -135,9 +159,10 @@ impl Config {
         self.allowed_domains.iter().any(|d| d == domain)
     }
 
-    /// The BOSH URL the browser is told to use.
-    pub(crate) fn bosh_service_url(&self) -> &str {
-        &self.public_bosh_url
+    /// The BOSH URL the browser is told to use for a session made at
+    /// `node`.
+    pub(crate) fn bosh_service_url(&self, node: usize) -> &str {
+        &self.cluster.node(node).browser_url
     }
 }
 
@@ -145,6 +170,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("client", &self.client)
+            .field("nodes", &self.cluster)
             .field("public_bosh_url", &self.public_bosh_url)
             .field("passthrough_path", &self.passthrough_path)
             .field("prebind_path", &self.prebind_path)

@@ -59,7 +59,7 @@ where
         }
     }
     let mut response = match prebind(&config, transport, request).await {
-        Ok(session) => success(&config, format, &session),
+        Ok((session, node)) => success(&config, format, &session, node),
         Err(error) => {
             if error.is_client_error() {
                 tracing::debug!(%error, "prebind refused");
@@ -79,7 +79,7 @@ async fn prebind<B, T>(
     config: &Config,
     transport: T,
     request: Request<B>,
-) -> Result<PrebindSession, PrebindError>
+) -> Result<(PrebindSession, usize), PrebindError>
 where
     B: Body<Error: Into<BoxError>>,
     T: BoshTransport,
@@ -163,12 +163,17 @@ async fn read_body<B: Body<Error: Into<BoxError>>>(
     }
 }
 
-fn success(config: &Config, format: Format, session: &PrebindSession) -> Response<Full<Bytes>> {
+fn success(
+    config: &Config,
+    format: Format,
+    session: &PrebindSession,
+    node: usize,
+) -> Response<Full<Bytes>> {
     let (content_type, body) = match format {
         Format::Xml => ("text/xml; charset=utf-8", xml_success(session)),
         Format::Json => (
             "application/json",
-            session_json(session, config.bosh_service_url()),
+            session_json(session, config.bosh_service_url(node)),
         ),
     };
     let mut response = respond(StatusCode::OK, content_type, body);

@@ -1,10 +1,13 @@
 //! Opening a session for a request: the domain check, a permit of the
-//! handshake cap, the handshake settings, and the driver run. Shared by the
-//! prebind path and injected pages.
+//! handshake cap, the handshake settings, and the driver run at a node of
+//! the cluster (the next one that works). Shared by the prebind path and
+//! injected pages.
 
 use std::sync::Arc;
 
-use crate::driver;
+use tokio::time::Instant;
+
+use crate::driver::{self, Failure};
 use crate::error::PrebindError;
 use crate::middleware::config::Config;
 use crate::middleware::prebind_request::PrebindRequest;
@@ -12,14 +15,15 @@ use crate::protocol::credentials::Credentials;
 use crate::protocol::handshake::{HandshakeConfig, PrebindSession};
 use crate::transport::BoshTransport;
 
-/// Checks the credentials' domain and runs the handshake.
+/// Checks the credentials' domain and runs the handshake; gives the session
+/// and the index of the node that made it.
 pub(crate) async fn establish<T: BoshTransport>(
     config: &Config,
     transport: T,
     credentials: Credentials,
     to: Option<String>,
     asked: &PrebindRequest,
-) -> Result<PrebindSession, PrebindError> {
+) -> Result<(PrebindSession, usize), PrebindError> {
     let domain = credentials.domain();
     if !config.is_allowed(domain) || to.as_deref().is_some_and(|to| to != domain) {
         return Err(PrebindError::DomainNotAllowed(
@@ -37,7 +41,74 @@ pub(crate) async fn establish<T: BoshTransport>(
     handshake.lang.clone_from(&config.lang);
     handshake.route.clone_from(&config.route);
     handshake.scram_cache.clone_from(&config.scram_cache);
-    driver::run(transport, &config.client, handshake).await
+    let deadline = Instant::now() + config.client.handshake_timeout;
+    let cluster = &config.cluster;
+    if cluster.len() == 1 {
+        let url = &cluster.node(0).url;
+        return driver::run(transport, &config.client, url, handshake, deadline)
+            .await
+            .map(|session| (session, 0))
+            .map_err(Failure::into_error);
+    }
+    // First the nodes that are up (or due for a probe), round-robin; then,
+    // if all of those failed, the ones that were already down when this
+    // prebind started. Each node at most once, all within the deadline.
+    let ring = cluster.ring();
+    let mut last_error = None;
+    for last_resort in [false, true] {
+        for node in ring.indexes() {
+            let eligible = if last_resort {
+                cluster.last_resort(node, &ring)
+            } else {
+                cluster.claim(node)
+            };
+            if !eligible {
+                continue;
+            }
+            let url = &cluster.node(node).url;
+            let attempt = driver::run(
+                transport.clone(),
+                &config.client,
+                url,
+                handshake.clone(),
+                deadline,
+            )
+            .await;
+            match attempt {
+                Ok(session) => {
+                    cluster.answered(node);
+                    return Ok((session, node));
+                }
+                // Only the session-creation request failed: no session
+                // exists for us there (XEP-0124 §7: a session is bound to
+                // the CM that created it, so once a sid exists nothing is
+                // made elsewhere).
+                Err(Failure::NodeFailed(error)) => {
+                    let backoff = cluster.failed(node);
+                    tracing::warn!(
+                        bosh_url = %url,
+                        %error,
+                        ?backoff,
+                        "connection manager failed before a session existed: skipped for the back-off, trying another"
+                    );
+                    if Instant::now() >= deadline {
+                        return Err(error);
+                    }
+                    last_error = Some(error);
+                }
+                Err(Failure::Failed(error)) => {
+                    // It answered: it is up, whatever went wrong.
+                    if !matches!(error, PrebindError::Timeout(_)) {
+                        cluster.answered(node);
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        PrebindError::Unreachable("every connection manager failed moments ago".to_owned())
+    }))
 }
 
 /// A client's value clamped to `1..=max`, or the default.

@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use tower_layer::Layer;
 
 use crate::html::snippet::valid_element_id;
+use crate::middleware::cluster::{BoshNode, Cluster, ClusterError};
 use crate::middleware::config::Config;
 use crate::middleware::credentials_source::{CredentialsFn, CredentialsSource, FromExtensions};
 use crate::middleware::service::Prebind;
@@ -60,6 +61,47 @@ impl PrebindLayer<crate::transport::HttpTransport> {
     pub fn new(bosh_url: crate::transport::BoshUrl) -> Self {
         Self::with_transport(bosh_url.into(), crate::transport::http_transport())
     }
+
+    /// A layer that pre-binds at several connection managers, the nodes of
+    /// one cluster with no load balancer in front (with one, use
+    /// [`new`](Self::new) with its URL). Each prebind goes to the next
+    /// healthy node, round-robin; a node that cannot be reached is skipped
+    /// for a back-off ([`node_backoff`](Self::node_backoff)) and the prebind
+    /// is made at another node. Each session's `bosh_service_url` names the
+    /// node that made it: its [`BoshNode::public_url`], or with
+    /// [`bosh_passthrough("/http-bind")`](Self::bosh_passthrough) the path
+    /// `/http-bind/{index}` (index in this list), which forwards to it.
+    ///
+    /// ```
+    /// use bosh_prebind::{BoshNode, Credentials, PrebindLayer};
+    ///
+    /// # fn layer() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = PrebindLayer::new_cluster([
+    ///     "http://10.0.0.1:5280/http-bind".parse::<bosh_prebind::BoshUrl>()?,
+    ///     "http://10.0.0.2:5280/http-bind".parse()?,
+    /// ])?
+    /// .credentials(Credentials::anonymous("anon.example.org"))
+    /// .bosh_passthrough("/http-bind"); // sessions: /http-bind/0 or /http-bind/1
+    ///
+    /// // Or browsers reach each node directly:
+    /// let layer = PrebindLayer::new_cluster([
+    ///     BoshNode::new("http://10.0.0.1:5280/http-bind".parse::<bosh_prebind::BoshUrl>()?)
+    ///         .public_url("https://xmpp-1.example.org/http-bind"),
+    ///     BoshNode::new("http://10.0.0.2:5280/http-bind".parse::<bosh_prebind::BoshUrl>()?)
+    ///         .public_url("https://xmpp-2.example.org/http-bind"),
+    /// ])?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// An empty list, a URL listed twice, or one without a scheme and host.
+    pub fn new_cluster<I>(nodes: I) -> Result<Self, ClusterError>
+    where
+        I: IntoIterator<Item: Into<BoshNode>>,
+    {
+        Self::cluster_with_transport(nodes, crate::transport::http_transport())
+    }
 }
 
 impl<T> PrebindLayer<T> {
@@ -67,9 +109,26 @@ impl<T> PrebindLayer<T> {
     /// `Service<http::Request<Full<Bytes>>>` (see [`BoshTransport`](crate::BoshTransport)).
     pub fn with_transport(bosh_url: Uri, transport: T) -> Self {
         PrebindLayer {
-            config: Arc::new(Config::new(bosh_url)),
+            config: Arc::new(Config::new(Cluster::single(bosh_url))),
             transport,
         }
+    }
+
+    /// [`new_cluster`](PrebindLayer::new_cluster) with your own transport,
+    /// which gets requests for every node (their URIs name the node).
+    ///
+    /// # Errors
+    ///
+    /// An empty list, a URL listed twice, or one without a scheme and host.
+    pub fn cluster_with_transport<I>(nodes: I, transport: T) -> Result<Self, ClusterError>
+    where
+        I: IntoIterator<Item: Into<BoshNode>>,
+    {
+        let cluster = Cluster::new(nodes.into_iter().map(Into::into).collect())?;
+        Ok(PrebindLayer {
+            config: Arc::new(Config::new(cluster)),
+            transport,
+        })
     }
 
     /// Replaces the transport.
@@ -150,6 +209,7 @@ impl<T> PrebindLayer<T> {
         let config = self.config();
         config.public_bosh_url = url.into();
         config.public_bosh_url_set = true;
+        config.refresh_browser_urls();
         self
     }
 
@@ -162,7 +222,12 @@ impl<T> PrebindLayer<T> {
     /// request bodies are capped by
     /// [`bosh_passthrough_max_request_body`](Self::bosh_passthrough_max_request_body).
     /// Browsers are told to use `path` unless
-    /// [`public_bosh_url`](Self::public_bosh_url) says otherwise.
+    /// [`public_bosh_url`](Self::public_bosh_url) says otherwise. With
+    /// several nodes ([`new_cluster`](Self::new_cluster)), `path/0`,
+    /// `path/1`, … forward to each node and sessions name their node's path
+    /// (a session lives on the node that made it); `path` itself forwards to
+    /// the first node that is up, which suits clusters whose nodes forward
+    /// to each other (ejabberd), not separate servers.
     pub fn bosh_passthrough(mut self, path: impl Into<String>) -> Self {
         let path = path.into();
         let config = self.config();
@@ -170,6 +235,7 @@ impl<T> PrebindLayer<T> {
             config.public_bosh_url.clone_from(&path);
         }
         config.passthrough_path = Some(path);
+        config.refresh_browser_urls();
         self
     }
 
@@ -244,9 +310,18 @@ impl<T> PrebindLayer<T> {
         self
     }
 
-    /// Deadline of a whole handshake (default 10 s).
+    /// Deadline of a whole handshake (default 10 s), retries at other nodes
+    /// included.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config().client.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long a node that could not be reached is skipped (default 5 s,
+    /// doubling per failure in a row up to 60 s; `Duration::ZERO` never
+    /// skips). Only matters with several nodes.
+    pub fn node_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.config().cluster.set_backoff(initial, max);
         self
     }
 

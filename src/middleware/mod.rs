@@ -4,9 +4,11 @@
 //! [`future`] and [`body`] (one variant per path). The prebind path is
 //! [`endpoint`] (+ [`prebind_request`], [`same_site`]); pages are
 //! [`page_session`] and [`page_policy`]; [`passthrough`] forwards same-origin
-//! BOSH. [`establish`] opens a session for either path.
+//! BOSH. [`establish`] opens a session for either path, at a node of
+//! [`cluster`].
 
 pub(crate) mod body;
+pub(crate) mod cluster;
 pub(crate) mod config;
 pub(crate) mod credentials_source;
 pub(crate) mod endpoint;

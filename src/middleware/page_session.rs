@@ -36,8 +36,13 @@ pub(crate) fn page_snippet<T: BoshTransport>(
             &PrebindRequest::default(),
         )
         .await;
+        let bosh_service_url = match &outcome {
+            Ok((_, node)) => config.bosh_service_url(*node),
+            Err(_) => &config.public_bosh_url,
+        };
+        let outcome = outcome.map(|(session, _)| session);
         let json = match &outcome {
-            Ok(session) => session_json(session, config.bosh_service_url()),
+            Ok(session) => session_json(session, bosh_service_url),
             Err(error) => {
                 tracing::warn!(%error, "prebind for a page failed; serving it with the error object");
                 error_json(error)
@@ -48,7 +53,7 @@ pub(crate) fn page_snippet<T: BoshTransport>(
             Some(render) => render(SnippetContext {
                 outcome: outcome.as_ref(),
                 json: &json,
-                bosh_service_url: config.bosh_service_url(),
+                bosh_service_url,
             }),
             None => default_snippet(&pages.element_id, &json),
         };

@@ -1,8 +1,9 @@
 //! Same-origin BOSH (docs/design.md §3.5): the browser attaches at a path of the web
 //! app (`/http-bind`) and the layer forwards its requests, byte for byte, to
-//! the one configured connection manager through the same transport. Nothing
-//! else is forwarded anywhere: the target is fixed, the path is exact, the
-//! method is POST, the request body is capped.
+//! a configured connection manager through the same transport. Nothing
+//! else is forwarded anywhere: the targets are fixed, the paths are exact
+//! (with several nodes, `/http-bind/{index}` names the node that owns the
+//! session), the method is POST, the request body is capped.
 //!
 //! Answers are streamed, not buffered: ordinary chat traffic (a vCard photo,
 //! a roster, a MAM page) can be far larger than any handshake answer. See
@@ -18,10 +19,11 @@ use crate::middleware::config::Config;
 use crate::middleware::forwarded_body::ForwardedBody;
 use crate::transport::{BoshTransport, BoxError};
 
-/// Forwards one request to the CM and answers with its response.
+/// Forwards one request to the CM of node `node` and answers with its response.
 pub(crate) async fn forward<B, T>(
     config: &Config,
     mut transport: T,
+    node: usize,
     request: Request<B>,
 ) -> Response<ForwardedBody>
 where
@@ -49,7 +51,8 @@ where
     };
     let mut outgoing = Request::new(Full::new(body));
     *outgoing.method_mut() = Method::POST;
-    *outgoing.uri_mut() = config.client.bosh_url.clone();
+    let bosh_url = &config.cluster.node(node).url;
+    *outgoing.uri_mut() = bosh_url.clone();
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -62,7 +65,11 @@ where
         // RFC 7239 §5.2's de-facto predecessor: append to what a proxy in
         // front of us already said, so the CM's `trusted_proxies` logic
         // sees the chain.
-        let chain = match parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let chain = match parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
             Some(earlier) => format!("{earlier}, {client_ip}"),
             None => client_ip.to_string(),
         };
@@ -106,7 +113,7 @@ where
         Ok(Err(error)) => {
             let error: BoxError = error;
             tracing::warn!(
-                bosh_url = %config.client.bosh_url,
+                %bosh_url,
                 error = %crate::driver::error_chain(&*error),
                 "BOSH pass-through to the connection manager failed"
             );

@@ -76,11 +76,11 @@ where
                 config, transport, request,
             )));
         }
-        if self.config.passthrough_path.as_deref() == Some(path) {
+        if let Some(node) = self.config.passthrough_target(path) {
             let config = Arc::clone(&self.config);
             let transport = self.transport.clone();
             return ResponseFuture::forwarding(Box::pin(async move {
-                passthrough::forward(&config, transport, request).await
+                passthrough::forward(&config, transport, node, request).await
             }));
         }
         let pages = &self.config.pages;
