@@ -77,6 +77,23 @@ fn requests_the_layer_does_not_handle_allocate_nothing_extra() {
         "routes and a predicate configured, none matching"
     );
 
+    // Several nodes, each with its own pass-through path: still nothing.
+    let cluster = PrebindLayer::new_cluster([
+        "http://127.0.0.1:5381/bosh".parse::<bosh_prebind::BoshUrl>().unwrap(),
+        "http://127.0.0.1:5382/bosh".parse().unwrap(),
+    ])
+    .unwrap()
+    .credentials(Credentials::anonymous("anon.localhost"))
+    .inject_prefix("/chat/")
+    .bosh_passthrough("/http-bind")
+    .layer(app());
+    allocations(&runtime, cluster.clone(), "/http-bind-not/1");
+    assert_eq!(
+        allocations(&runtime, cluster, "/http-bind-not/1"),
+        baseline,
+        "a cluster with per-node pass-through paths, none matching"
+    );
+
     // The counter does see the layer's own work: a request it answers
     // (here 401, no network involved) allocates.
     let answering = PrebindLayer::new("http://127.0.0.1:5280/http-bind".parse().unwrap())

@@ -114,8 +114,8 @@ pub(crate) struct Node {
 struct Health {
     /// Skipped until then; 0: up.
     down_until: AtomicU64,
-    /// When it last failed; 0: never.
-    failed_at: AtomicU64,
+    /// The cluster's failure count when it last failed; 0: never.
+    failure: AtomicU64,
     /// The back-off of its last failure; 0: none (up).
     backoff: AtomicU64,
 }
@@ -128,6 +128,8 @@ pub(crate) struct Cluster {
     health: Arc<[Health]>,
     /// Round-robin position.
     next: Arc<AtomicUsize>,
+    /// Failures so far, all nodes: orders them without a clock.
+    failures: Arc<AtomicU64>,
     epoch: Instant,
     backoff_initial: Duration,
     backoff_max: Duration,
@@ -168,6 +170,7 @@ impl Cluster {
             health: (0..nodes.len()).map(|_| Health::default()).collect(),
             nodes,
             next: Arc::default(),
+            failures: Arc::default(),
             epoch: Instant::now(),
             backoff_initial: Duration::from_secs(5),
             backoff_max: Duration::from_secs(60),
@@ -259,7 +262,7 @@ impl Cluster {
         Ring {
             start: self.next.fetch_add(1, Ordering::Relaxed) % n,
             n,
-            started: self.now(),
+            failures_before: self.failures.load(Ordering::Relaxed),
         }
     }
 
@@ -289,7 +292,7 @@ impl Cluster {
     pub(crate) fn last_resort(&self, index: usize, ring: &Ring) -> bool {
         let health = &self.health[index];
         health.down_until.load(Ordering::Relaxed) != 0
-            && health.failed_at.load(Ordering::Relaxed) < ring.started
+            && health.failure.load(Ordering::Relaxed) <= ring.failures_before
     }
 
     /// The node answered: it is up.
@@ -309,7 +312,8 @@ impl Cluster {
     pub(crate) fn failed(&self, index: usize) -> Duration {
         let health = &self.health[index];
         let now = self.now();
-        health.failed_at.store(now, Ordering::Relaxed);
+        let failure = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        health.failure.store(failure, Ordering::Relaxed);
         let initial = millis(self.backoff_initial);
         if initial == 0 {
             return Duration::ZERO;
@@ -332,8 +336,8 @@ impl Cluster {
 pub(crate) struct Ring {
     start: usize,
     n: usize,
-    /// When the prebind started (the cluster's clock).
-    started: u64,
+    /// The cluster's failure count when the prebind started.
+    failures_before: u64,
 }
 
 impl Ring {
