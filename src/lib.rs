@@ -133,6 +133,9 @@ mod error;
 pub mod html;
 mod middleware;
 pub mod protocol;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 pub mod transport;
 
 // The sans-IO modules at their historical paths.
