@@ -150,6 +150,7 @@ pub use middleware::layer::PrebindLayer;
 pub use middleware::prebind_request::PrebindRequest;
 pub use middleware::service::Prebind;
 pub use protocol::credentials::{Credentials, InvalidJid, Mechanism};
+pub use protocol::fast::FastToken;
 pub use protocol::handshake::PrebindSession;
 pub use protocol::sasl::SaslError;
 pub use protocol::scram_cache::ScramCache;

@@ -1,6 +1,13 @@
 //! The login as a sans-IO state machine: session creation → SASL (one or two
 //! steps) → stream restart → resource bind → session IQ (only when required).
 //!
+//! Where the session-creation features offer SASL2 (XEP-0388) with Bind 2
+//! inline (XEP-0386), the login is instead session creation → `<authenticate>`
+//! (carrying the Bind 2 `<bind/>`) → SASL2 `<success>` with the bound full
+//! JID: 2 round trips (ANONYMOUS, PLAIN, FAST), 3 with SCRAM, against 4 / 4 / 5.
+//! No restart and no bind IQ. SASL2 is never sent blind: a server without it
+//! kills the session (`docs/protocol/prosody-13-sasl2.md`, quirk 1).
+//!
 //! It never touches a socket or a timer: [`Handshake::start`] gives the first
 //! `<body/>` to POST, and [`Handshake::receive`] takes each response body and
 //! gives the next `<body/>` to POST, the finished [`PrebindSession`], or a
@@ -17,10 +24,12 @@ use rand::Rng;
 
 use crate::protocol::bosh::{
     self, BodyType, BoshParseError, BoshResponse, IqType, NS_BIND, NS_CLIENT, NS_SESSION,
-    SaslMessage, SessionCreation, StreamFeatures,
+    Sasl2Features, Sasl2Message, Sasl2Success, SaslMessage, SessionCreation, StreamFeatures,
 };
 use crate::protocol::credentials::Credentials;
+use crate::protocol::fast::{FastToken, HT_SHA_256_NONE, HtExchange};
 use crate::protocol::sasl::{SaslError, SaslExchange};
+use crate::protocol::sasl2::{self, Authenticate};
 use crate::protocol::scram_cache::ScramCache;
 
 /// The largest RID a client may use: JavaScript clients keep it in a double
@@ -28,7 +37,7 @@ use crate::protocol::scram_cache::ScramCache;
 pub const MAX_RID: u64 = (1 << 53) - 1;
 
 /// How many RIDs a handshake may use at most: create, auth, SCRAM response,
-/// restart, bind, session, plus the empty polls below.
+/// restart, bind, session, plus the empty polls below (SASL2 uses fewer).
 const MAX_REQUESTS: u64 = 6 + MAX_EMPTY_POLLS as u64;
 
 /// How many empty `<body/>`s may be sent to fetch features or results that
@@ -57,6 +66,10 @@ pub struct HandshakeConfig {
     pub route: Option<String>,
     /// Where SCRAM salted passwords are cached across handshakes, if anywhere.
     pub scram_cache: Option<Arc<ScramCache>>,
+    /// Log in with SASL2 + Bind 2 (XEP-0388, XEP-0386) when the server offers
+    /// them (default `true`); `false` keeps to the classic login ("classic
+    /// only", for servers whose SASL2 misbehaves). FAST tokens need SASL2.
+    pub sasl2: bool,
 }
 
 impl HandshakeConfig {
@@ -71,6 +84,7 @@ impl HandshakeConfig {
             lang: "en".to_owned(),
             route: None,
             scram_cache: None,
+            sasl2: true,
         }
     }
 
@@ -111,6 +125,10 @@ pub struct PrebindSession {
     pub round_trips: u32,
     /// The SASL mechanism used.
     pub mechanism: &'static str,
+    /// A FAST token the server issued in this login (XEP-0484 §3.3), asked
+    /// for or not (a server rotates old tokens unasked): store it in place of
+    /// the one you had, it is the newest.
+    pub fast_token: Option<FastToken>,
 }
 
 impl PrebindSession {
@@ -132,6 +150,7 @@ impl fmt::Debug for PrebindSession {
             .field("inactivity", &self.inactivity)
             .field("round_trips", &self.round_trips)
             .field("mechanism", &self.mechanism)
+            .field("fast_token", &self.fast_token)
             .finish_non_exhaustive()
     }
 }
@@ -172,6 +191,25 @@ pub enum HandshakeError {
     /// SASL could not go on on our side.
     #[error(transparent)]
     Sasl(#[from] SaslError),
+    /// The server refused a FAST token (XEP-0484): `not-authorized` for a
+    /// wrong, rotated-out or invalidated token, `credentials-expired` for an
+    /// expired one. The BOSH session is ended; log in with the password (and
+    /// [`Credentials::request_fast_token`]) on a new one, and drop the token.
+    #[error("the server refused the FAST token: {condition}{}", text.as_ref().map(|t| format!(" ({t})")).unwrap_or_default())]
+    FastTokenRefused {
+        /// The SASL condition.
+        condition: String,
+        /// The server's text, if any.
+        text: Option<String>,
+    },
+    /// FAST credentials, but the server offers no usable FAST mechanism:
+    /// no SASL2 or Bind 2 (or SASL2 turned off), or no `HT-SHA-256-NONE`.
+    #[error("FAST is not available: {0}")]
+    FastUnavailable(&'static str),
+    /// The server asked for SASL2 tasks (`<continue/>`, XEP-0388 §2.7), such
+    /// as a password change or a second factor, which a pre-binder cannot do.
+    #[error("the server requires SASL2 tasks a pre-binder cannot perform: [{}]", .0.join(", "))]
+    Sasl2TasksRequired(Vec<String>),
     /// The server refused the login (`<failure/>`, RFC 6120 §6.5).
     #[error("the server refused the login: {condition}{}", text.as_ref().map(|t| format!(" ({t})")).unwrap_or_default())]
     AuthFailed {
@@ -209,7 +247,11 @@ impl HandshakeError {
     pub fn condition(&self) -> &str {
         match self {
             HandshakeError::Terminated { condition, .. } => condition,
-            HandshakeError::AuthFailed { condition, .. } => condition,
+            HandshakeError::AuthFailed { condition, .. }
+            | HandshakeError::FastTokenRefused { condition, .. } => condition,
+            HandshakeError::FastUnavailable(_) | HandshakeError::Sasl2TasksRequired(_) => {
+                "policy-violation"
+            }
             HandshakeError::Sasl(SaslError::NoMechanism { .. }) => "policy-violation",
             HandshakeError::BindFailed(condition) | HandshakeError::SessionFailed(condition) => {
                 condition
@@ -225,6 +267,8 @@ enum Phase {
     Created,
     /// SASL running.
     Authenticating(SaslExchange),
+    /// SASL2 (with Bind 2) running.
+    Sasl2(Sasl2Auth),
     /// Restart sent, waiting for the post-auth features.
     Restarted,
     /// Bind IQ sent.
@@ -233,6 +277,13 @@ enum Phase {
     Session,
     /// Done or failed.
     Over,
+}
+
+/// The mechanism behind a SASL2 `<authenticate/>`.
+#[derive(Debug)]
+enum Sasl2Auth {
+    Sasl(SaslExchange),
+    Fast(HtExchange),
 }
 
 /// The login state machine. See the module docs.
@@ -250,6 +301,9 @@ pub struct Handshake {
     session_required: bool,
     round_trips: u32,
     empty_polls: u32,
+    /// The XEP-0388 user-agent id sent (fixed by FAST credentials, else random).
+    user_agent_id: String,
+    fast_token: Option<FastToken>,
 }
 
 impl Handshake {
@@ -273,7 +327,19 @@ impl Handshake {
             session_required: false,
             round_trips: 0,
             empty_polls: 0,
+            user_agent_id: String::new(),
+            fast_token: None,
         };
+        handshake.user_agent_id = match handshake.config.credentials.user_agent_id() {
+            Some(id) => id.to_owned(),
+            None => sasl2::random_uuid(),
+        };
+        // XEP-0124 §7.1 `from`: Prosody offers FAST only with it (quirk 5).
+        let from = (handshake.config.sasl2
+            && (handshake.config.credentials.is_fast_token()
+                || handshake.config.credentials.requests_fast_token()))
+        .then(|| handshake.config.credentials.bare_jid())
+        .flatten();
         let rid = handshake.take_rid();
         let body = SessionCreation {
             to: handshake.config.credentials.domain(),
@@ -283,7 +349,7 @@ impl Handshake {
             lang: &handshake.config.lang,
             route: handshake.config.route.as_deref(),
         }
-        .to_xml();
+        .to_xml_from(from.as_deref());
         (handshake, body)
     }
 
@@ -343,6 +409,10 @@ impl Handshake {
                     Err(HandshakeError::AuthFailed { condition, text })
                 }
                 None => self.poll(Phase::Authenticating(exchange), "SASL answer"),
+            },
+            Phase::Sasl2(auth) => match response.sasl2 {
+                Some(message) => self.sasl2_answer(auth, message),
+                None => self.poll(Phase::Sasl2(auth), "SASL2 answer"),
             },
             Phase::Restarted => match response.features {
                 Some(features) if features.bind => {
@@ -421,6 +491,45 @@ impl Handshake {
     }
 
     fn authenticate(&mut self, features: &StreamFeatures) -> Result<Step, HandshakeError> {
+        let sasl2 = features
+            .sasl2
+            .as_ref()
+            .filter(|offer| self.config.sasl2 && offer.bind2);
+        if let Some((localpart, token)) = self.config.credentials.fast_secret() {
+            let offer = sasl2.ok_or(HandshakeError::FastUnavailable(if self.config.sasl2 {
+                "the server offers no SASL2 with Bind 2"
+            } else {
+                "SASL2 is turned off"
+            }))?;
+            if !offer.fast_mechanisms.iter().any(|m| m == HT_SHA_256_NONE) {
+                return Err(HandshakeError::FastUnavailable(
+                    "the server offers no HT-SHA-256-NONE",
+                ));
+            }
+            let (exchange, initial) = HtExchange::start(localpart, token);
+            self.mechanism = HT_SHA_256_NONE;
+            let invalidate = self.config.credentials.invalidates_fast_token();
+            let auth = self.authenticate_element(offer, HT_SHA_256_NONE, &initial, Some(invalidate));
+            self.phase = Phase::Sasl2(Sasl2Auth::Fast(exchange));
+            return Ok(self.send_payload(&auth));
+        }
+        if let Some(offer) = sasl2 {
+            match SaslExchange::start_raw(
+                &self.config.credentials,
+                &offer.mechanisms,
+                self.config.scram_cache.as_ref(),
+            ) {
+                Ok((exchange, initial)) => {
+                    self.mechanism = exchange.mechanism();
+                    let auth = self.authenticate_element(offer, exchange.mechanism(), &initial, None);
+                    self.phase = Phase::Sasl2(Sasl2Auth::Sasl(exchange));
+                    return Ok(self.send_payload(&auth));
+                }
+                // Nothing usable in the SASL2 list: the classic one may have it.
+                Err(SaslError::NoMechanism { .. }) => {}
+                Err(other) => return Err(other.into()),
+            }
+        }
         let (exchange, auth) = SaslExchange::start(
             &self.config.credentials,
             &features.mechanisms,
@@ -429,6 +538,105 @@ impl Handshake {
         self.mechanism = exchange.mechanism();
         self.phase = Phase::Authenticating(exchange);
         Ok(self.send_payload(&auth))
+    }
+
+    /// The SASL2 `<authenticate/>` for `mechanism` (XEP-0388 §2.4), with
+    /// Bind 2's `<bind/>` (never without it: the session would not be bound,
+    /// `docs/protocol/prosody-13-sasl2.md`, negative control).
+    fn authenticate_element(
+        &self,
+        offer: &Sasl2Features,
+        mechanism: &str,
+        initial_response: &str,
+        fast: Option<bool>,
+    ) -> String {
+        let credentials = &self.config.credentials;
+        // A token is only issued over a stream that offers FAST.
+        let request_token = credentials.requests_fast_token()
+            && offer.fast_mechanisms.iter().any(|m| m == HT_SHA_256_NONE);
+        // The resource derives from tag + user-agent id (XEP-0386 §3): with
+        // a fixed id (FAST), the same tag would give every session of the
+        // user the same resource, so it gets a random suffix.
+        let tag = credentials.resource().map(|tag| {
+            if credentials.user_agent_id().is_some() {
+                format!("{tag}-{}", sasl2::random_tag_suffix())
+            } else {
+                tag.to_owned()
+            }
+        });
+        Authenticate {
+            mechanism,
+            initial_response,
+            user_agent_id: &self.user_agent_id,
+            request_token,
+            fast,
+            tag: tag.as_deref(),
+        }
+        .to_xml()
+    }
+
+    /// Handles the answer to a SASL2 `<authenticate/>` or `<response/>`.
+    fn sasl2_answer(
+        &mut self,
+        auth: Sasl2Auth,
+        message: Sasl2Message,
+    ) -> Result<Step, HandshakeError> {
+        match (auth, message) {
+            (Sasl2Auth::Sasl(mut exchange), Sasl2Message::Challenge(data)) => {
+                let answer = exchange.challenge_raw(&data)?;
+                self.phase = Phase::Sasl2(Sasl2Auth::Sasl(exchange));
+                Ok(self.send_payload(&sasl2::response(&answer)))
+            }
+            (Sasl2Auth::Fast(_), Sasl2Message::Challenge(_)) => Err(HandshakeError::Unexpected(
+                "a SASL2 challenge to a FAST login",
+            )),
+            (auth, Sasl2Message::Success(success)) => {
+                match auth {
+                    Sasl2Auth::Sasl(mut exchange) => {
+                        exchange.success(success.additional_data.as_deref().unwrap_or_default())?;
+                    }
+                    Sasl2Auth::Fast(exchange) => {
+                        exchange.success(success.additional_data.as_deref())?;
+                    }
+                }
+                self.sasl2_success(success)
+            }
+            (Sasl2Auth::Fast(_), Sasl2Message::Failure { condition, text }) => {
+                Err(HandshakeError::FastTokenRefused { condition, text })
+            }
+            (Sasl2Auth::Sasl(_), Sasl2Message::Failure { condition, text }) => {
+                Err(HandshakeError::AuthFailed { condition, text })
+            }
+            (_, Sasl2Message::Continue { tasks }) => Err(HandshakeError::Sasl2TasksRequired(tasks)),
+        }
+    }
+
+    /// XEP-0388 §2.6 / XEP-0386 §4: the `<authorization-identifier>` of the
+    /// `<success>` is the bound full JID. The stream features that follow it
+    /// (no bind there on Prosody 13, quirk 2) are ignored: no restart.
+    fn sasl2_success(&mut self, success: Sasl2Success) -> Result<Step, HandshakeError> {
+        let jid = success
+            .authorization_identifier
+            .as_deref()
+            .ok_or(HandshakeError::NoBind)?;
+        if !is_full_jid(jid) {
+            // A bare JID: the server did not bind (Bind 2 ignored).
+            return Err(if jid.contains('/') {
+                HandshakeError::InvalidJid
+            } else {
+                HandshakeError::NoBind
+            });
+        }
+        self.jid = Some(jid.to_owned());
+        // XEP-0484 §3.3: keep whatever token came, asked for or not.
+        if let Some(token) = success.token.filter(|t| !t.is_empty()) {
+            self.fast_token = Some(FastToken {
+                token,
+                expiry: success.token_expiry,
+                user_agent_id: self.user_agent_id.clone(),
+            });
+        }
+        Ok(Step::Done(self.finish()))
     }
 
     /// Sends an empty `<body/>` to fetch what the CM has not sent yet
@@ -472,6 +680,7 @@ impl Handshake {
             maxpause: self.attributes.maxpause,
             round_trips: self.round_trips,
             mechanism: self.mechanism,
+            fast_token: self.fast_token.take(),
         }
     }
 }
