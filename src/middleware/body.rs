@@ -14,8 +14,8 @@ use pin_project_lite::pin_project;
 
 use crate::html::scanner::{HtmlScanner, Scan};
 use crate::middleware::forwarded_body::ForwardedBody;
-use crate::transport::BoxError;
 use crate::middleware::page_session::PendingSnippet;
+use crate::transport::BoxError;
 
 pin_project! {
     /// Response body of [`Prebind`](crate::Prebind).

@@ -62,7 +62,11 @@ where
         // RFC 7239 §5.2's de-facto predecessor: append to what a proxy in
         // front of us already said, so the CM's `trusted_proxies` logic
         // sees the chain.
-        let chain = match parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let chain = match parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
             Some(earlier) => format!("{earlier}, {client_ip}"),
             None => client_ip.to_string(),
         };

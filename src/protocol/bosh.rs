@@ -479,9 +479,7 @@ fn sasl2(element: &Element) -> Option<Sasl2Message> {
             condition: element
                 .children
                 .iter()
-                .find(|c| {
-                    matches!(c.ns.as_deref(), Some(NS_SASL | NS_SASL2)) && &*c.name != "text"
-                })
+                .find(|c| matches!(c.ns.as_deref(), Some(NS_SASL | NS_SASL2)) && &*c.name != "text")
                 .map_or_else(|| "undefined-condition".to_owned(), |c| c.name.to_string()),
             text: text("text").or_else(|| {
                 element
@@ -724,5 +722,40 @@ mod tests {
         assert_eq!(parsed.attr("sid"), Some("x' evil='1"));
         assert_eq!(parsed.attr("evil"), None);
         assert_eq!(parsed.attr_ns(NS_XBOSH, "restart"), Some("true"));
+    }
+
+    #[test]
+    fn reads_sasl2_bind2_and_fast_features_and_answers() {
+        // docs/protocol/prosody-13-sasl2.md, FAST login creation response.
+        let response = BoshResponse::parse(b"<body xmlns='http://jabber.org/protocol/httpbind' sid='s' xmlns:stream='http://etherx.jabber.org/streams'><stream:features xmlns='jabber:client'><authentication xmlns='urn:xmpp:sasl:2'><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism><inline><bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:csi:0'/></inline></bind><fast xmlns='urn:xmpp:fast:0'><mechanism>HT-SHA-256-NONE</mechanism></fast><sm xmlns='urn:xmpp:sm:3'/></inline></authentication><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features></body>").unwrap();
+        let features = response.features.unwrap();
+        assert_eq!(features.mechanisms, ["PLAIN"]);
+        let sasl2 = features.sasl2.unwrap();
+        assert_eq!(sasl2.mechanisms, ["SCRAM-SHA-1", "PLAIN"]);
+        assert!(sasl2.bind2);
+        assert_eq!(sasl2.fast_mechanisms, ["HT-SHA-256-NONE"]);
+
+        let success = BoshResponse::parse(b"<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams'><success xmlns='urn:xmpp:sasl:2'><additional-data>dj1T</additional-data><bound xmlns='urn:xmpp:bind:0'/><token xmlns='urn:xmpp:fast:0' expiry='2026-12-22T01:38:23.035212Z' token='secret-token:fast-Q'/><authorization-identifier>alice@localhost/webapp~SF2OAu43unoa</authorization-identifier></success><stream:features xmlns='jabber:client'/></body>").unwrap();
+        let Some(Sasl2Message::Success(success)) = success.sasl2 else {
+            panic!("no success");
+        };
+        assert_eq!(success.additional_data.as_deref(), Some("dj1T"));
+        assert!(success.bound);
+        assert_eq!(
+            success.authorization_identifier.as_deref(),
+            Some("alice@localhost/webapp~SF2OAu43unoa")
+        );
+        assert_eq!(success.token.as_deref(), Some("secret-token:fast-Q"));
+        assert!(!format!("{success:?}").contains("fast-Q"), "token redacted");
+
+        let failure = BoshResponse::parse(b"<body xmlns='http://jabber.org/protocol/httpbind'><failure xmlns='urn:xmpp:sasl:2'><malformed-request/><text>FAST is not available on this stream</text></failure></body>").unwrap();
+        assert_eq!(
+            failure.sasl2,
+            Some(Sasl2Message::Failure {
+                condition: "malformed-request".into(),
+                text: Some("FAST is not available on this stream".into())
+            })
+        );
+        assert_eq!(failure.sasl, None, "SASL2 is not classic SASL");
     }
 }

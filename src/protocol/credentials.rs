@@ -242,7 +242,6 @@ fn split_bare_jid(jid: &str) -> Result<(Arc<str>, Arc<str>), InvalidJid> {
 }
 
 impl Credentials {
-
     /// Restricts the SASL mechanisms these credentials may use, for example
     /// `[ScramSha256, ScramSha1]` to never send a password in PLAIN. The
     /// strongest allowed mechanism the server offers is still preferred.

@@ -509,7 +509,8 @@ impl Handshake {
             let (exchange, initial) = HtExchange::start(localpart, token);
             self.mechanism = HT_SHA_256_NONE;
             let invalidate = self.config.credentials.invalidates_fast_token();
-            let auth = self.authenticate_element(offer, HT_SHA_256_NONE, &initial, Some(invalidate));
+            let auth =
+                self.authenticate_element(offer, HT_SHA_256_NONE, &initial, Some(invalidate));
             self.phase = Phase::Sasl2(Sasl2Auth::Fast(exchange));
             return Ok(self.send_payload(&auth));
         }
@@ -521,7 +522,8 @@ impl Handshake {
             ) {
                 Ok((exchange, initial)) => {
                     self.mechanism = exchange.mechanism();
-                    let auth = self.authenticate_element(offer, exchange.mechanism(), &initial, None);
+                    let auth =
+                        self.authenticate_element(offer, exchange.mechanism(), &initial, None);
                     self.phase = Phase::Sasl2(Sasl2Auth::Sasl(exchange));
                     return Ok(self.send_payload(&auth));
                 }
@@ -726,6 +728,7 @@ fn random_rid() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::credentials::Mechanism;
     use crate::protocol::xml;
 
     // Responses verbatim from docs/protocol/prosody-0.12.md (Prosody 0.12.3).
@@ -955,5 +958,494 @@ mod tests {
             panic!("not done");
         };
         assert!(!format!("{session:?}").contains(SID));
+    }
+
+    // Prosody 13.0.1 + mod_sasl2/_bind2/_fast, from
+    // docs/protocol/prosody-13-sasl2.md (q1); the parts shortened there with
+    // "…" are filled in with what Prosody sends.
+    const P13_SID: &str = "dbdf1a67-9b4e-4d43-9b07-3c5f0e8e6f15";
+    const P13_CREATED: &str = "<body hold='1' xmlns:stream='http://etherx.jabber.org/streams' xmlns:xmpp='urn:xmpp:xbosh' xmlns='http://jabber.org/protocol/httpbind' sid='dbdf1a67-9b4e-4d43-9b07-3c5f0e8e6f15' ver='1.6' secure='true' polling='5' inactivity='60' requests='2' wait='10' xmpp:version='1.0' from='localhost'><stream:features xmlns='jabber:client'><authentication xmlns='urn:xmpp:sasl:2'><mechanism>SCRAM-SHA-1</mechanism><mechanism>OAUTHBEARER</mechanism><mechanism>PLAIN</mechanism><inline><bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:carbons:2'/><feature var='urn:xmpp:csi:0'/><feature var='urn:xmpp:sm:3'/></inline></bind><sm xmlns='urn:xmpp:sm:3'/></inline></authentication><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1</mechanism><mechanism>OAUTHBEARER</mechanism><mechanism>PLAIN</mechanism></mechanisms></stream:features></body>";
+    const P13_ANON_CREATED: &str = "<body hold='1' xmlns:stream='http://etherx.jabber.org/streams' xmlns:xmpp='urn:xmpp:xbosh' xmlns='http://jabber.org/protocol/httpbind' sid='dbdf1a67-9b4e-4d43-9b07-3c5f0e8e6f15' ver='1.6' secure='true' polling='5' inactivity='60' requests='2' wait='10' xmpp:version='1.0' from='anon.localhost'><stream:features xmlns='jabber:client'><authentication xmlns='urn:xmpp:sasl:2'><mechanism>ANONYMOUS</mechanism><inline><bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:carbons:2'/><feature var='urn:xmpp:csi:0'/><feature var='urn:xmpp:sm:3'/></inline></bind><sm xmlns='urn:xmpp:sm:3'/></inline></authentication><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>ANONYMOUS</mechanism></mechanisms></stream:features></body>";
+    /// With `from='alice@localhost'` on the creation body: FAST is offered.
+    const P13_FAST_CREATED: &str = "<body hold='1' xmlns:stream='http://etherx.jabber.org/streams' xmlns:xmpp='urn:xmpp:xbosh' xmlns='http://jabber.org/protocol/httpbind' sid='dbdf1a67-9b4e-4d43-9b07-3c5f0e8e6f15' ver='1.6' secure='true' polling='5' inactivity='60' requests='2' wait='10' xmpp:version='1.0' from='localhost'><stream:features xmlns='jabber:client'><authentication xmlns='urn:xmpp:sasl:2'><mechanism>SCRAM-SHA-1</mechanism><mechanism>OAUTHBEARER</mechanism><mechanism>PLAIN</mechanism><inline><bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:carbons:2'/><feature var='urn:xmpp:csi:0'/><feature var='urn:xmpp:sm:3'/></inline></bind><fast xmlns='urn:xmpp:fast:0'><mechanism>HT-SHA-256-NONE</mechanism></fast><sm xmlns='urn:xmpp:sm:3'/></inline></authentication><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1</mechanism><mechanism>OAUTHBEARER</mechanism><mechanism>PLAIN</mechanism></mechanisms></stream:features></body>";
+    /// What follows a SASL2 `<success>` in the same body (no bind feature).
+    const P13_POST_FEATURES: &str = "<stream:features xmlns='jabber:client'><sub xmlns='urn:xmpp:features:pre-approval'/><c hash='sha-1' xmlns='http://jabber.org/protocol/caps' node='http://prosody.im' ver='x'/><ver xmlns='urn:xmpp:features:rosterver'/><sm xmlns='urn:xmpp:sm:2'><optional/></sm><sm xmlns='urn:xmpp:sm:3'><optional/></sm></stream:features>";
+    const TOKEN: &str = "secret-token:fast-QZJcpgSVneGZMOh4IQ4HOYvu6-J0jgWC8oZ4";
+
+    fn p13_body(inner: &str) -> String {
+        format!(
+            "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams' sid='{P13_SID}'>{inner}</body>"
+        )
+    }
+
+    fn sasl2_success(jid: &str, extra: &str) -> String {
+        p13_body(&format!(
+            "<success xmlns='urn:xmpp:sasl:2'>{extra}<bound xmlns='urn:xmpp:bind:0'/><authorization-identifier>{jid}</authorization-identifier></success>{P13_POST_FEATURES}"
+        ))
+    }
+
+    fn start(credentials: Credentials, first_rid: u64) -> (Handshake, xml::Element) {
+        let mut config = HandshakeConfig::new(credentials);
+        config.first_rid = Some(first_rid);
+        let (handshake, creation) = Handshake::start(config);
+        (handshake, xml::parse(creation.as_bytes()).unwrap())
+    }
+
+    fn authenticate(body: &xml::Element) -> &xml::Element {
+        body.child(bosh::NS_SASL2, "authenticate")
+            .expect("a SASL2 <authenticate/>")
+    }
+
+    fn done(step: Result<Step, HandshakeError>) -> PrebindSession {
+        match step {
+            Ok(Step::Done(session)) => session,
+            other => panic!("expected a session, got {other:?}"),
+        }
+    }
+
+    fn b64() -> base64::engine::GeneralPurpose {
+        base64::engine::general_purpose::STANDARD
+    }
+
+    #[test]
+    fn sasl2_anonymous_binds_in_two_round_trips() {
+        let (mut handshake, creation) =
+            start(Credentials::anonymous("anon.localhost"), 524179820915);
+        assert_eq!(creation.attr("from"), None, "no from without FAST");
+        let body = send(handshake.receive(P13_ANON_CREATED.as_bytes()));
+        assert_eq!(rid(&body), 524179820916);
+        let auth = authenticate(&body);
+        assert_eq!(auth.attr("mechanism"), Some("ANONYMOUS"));
+        assert!(auth.child(bosh::NS_SASL2, "initial-response").is_none());
+        let user_agent = auth.child(bosh::NS_SASL2, "user-agent").unwrap();
+        assert_eq!(user_agent.attr("id").unwrap().len(), 36, "a UUID");
+        let bind = auth.child(bosh::NS_BIND2, "bind").expect("Bind 2 always");
+        assert!(bind.children.is_empty(), "no tag: server-chosen resource");
+        assert!(body.child(bosh::NS_SASL, "auth").is_none());
+        let session = done(handshake.receive(
+            sasl2_success("l0gcrcfkv0fb_ztauu1utbzh@anon.localhost/5axm7rCq-2An", "").as_bytes(),
+        ));
+        assert_eq!(
+            session.jid,
+            "l0gcrcfkv0fb_ztauu1utbzh@anon.localhost/5axm7rCq-2An"
+        );
+        assert_eq!(session.round_trips, 2);
+        assert_eq!(session.last_rid, 524179820916);
+        assert_eq!(session.mechanism, "ANONYMOUS");
+        assert_eq!(session.inactivity, Some(60));
+        assert_eq!(session.fast_token, None);
+    }
+
+    #[test]
+    fn sasl2_plain_sends_prosodys_exact_initial_response() {
+        let (mut handshake, _) = start(
+            Credentials::account("alice@localhost", "secret-alice")
+                .unwrap()
+                .with_mechanisms([Mechanism::Plain]),
+            239718490466,
+        );
+        let body = send(handshake.receive(P13_CREATED.as_bytes()));
+        let auth = authenticate(&body);
+        assert_eq!(auth.attr("mechanism"), Some("PLAIN"));
+        assert_eq!(
+            auth.child(bosh::NS_SASL2, "initial-response").unwrap().text,
+            "AGFsaWNlAHNlY3JldC1hbGljZQ=="
+        );
+        assert!(auth.child(bosh::NS_FAST, "request-token").is_none());
+        let session =
+            done(handshake.receive(sasl2_success("alice@localhost/iQQSCA4_7LGJ", "").as_bytes()));
+        assert_eq!(session.jid, "alice@localhost/iQQSCA4_7LGJ");
+        assert_eq!(session.round_trips, 2);
+        assert_eq!(session.mechanism, "PLAIN");
+    }
+
+    /// The server side of SCRAM-SHA-1 (RFC 5802 §3) for `secret-alice`.
+    struct ScramServer {
+        client_first_bare: String,
+        server_first: String,
+    }
+
+    fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
+        mac.update(data);
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    impl ScramServer {
+        fn first(initial_response: &str) -> (Self, String) {
+            use base64::Engine as _;
+            let client_first = String::from_utf8(b64().decode(initial_response).unwrap()).unwrap();
+            let bare = client_first.strip_prefix("n,,").unwrap().to_owned();
+            let nonce = bare.split(',').find_map(|f| f.strip_prefix("r=")).unwrap();
+            let server_first = format!("r={nonce}srvnonce,s={},i=4096", b64().encode("salt"));
+            let challenge = b64().encode(&server_first);
+            (
+                ScramServer {
+                    client_first_bare: bare,
+                    server_first,
+                },
+                challenge,
+            )
+        }
+
+        /// Checks the client proof; returns the base64 server-final message.
+        fn last(&self, response: &str) -> String {
+            use base64::Engine as _;
+            use sha1::Digest as _;
+            let client_final = String::from_utf8(b64().decode(response).unwrap()).unwrap();
+            let (without_proof, proof) = client_final.rsplit_once(",p=").unwrap();
+            let auth_message = format!(
+                "{},{},{without_proof}",
+                self.client_first_bare, self.server_first
+            );
+            let salted = crate::protocol::scram_cache::salt_password(
+                "SCRAM-SHA-1",
+                b"secret-alice",
+                b"salt",
+                4096,
+            );
+            let client_key = hmac_sha1(&salted, b"Client Key");
+            let stored_key = sha1::Sha1::digest(&client_key);
+            let signature = hmac_sha1(&stored_key, auth_message.as_bytes());
+            let expected: Vec<u8> = client_key
+                .iter()
+                .zip(&signature)
+                .map(|(a, b)| a ^ b)
+                .collect();
+            assert_eq!(b64().decode(proof).unwrap(), expected, "client proof");
+            let server_key = hmac_sha1(&salted, b"Server Key");
+            let verifier = hmac_sha1(&server_key, auth_message.as_bytes());
+            b64().encode(format!("v={}", b64().encode(verifier)))
+        }
+    }
+
+    #[test]
+    fn sasl2_scram_sha1_binds_in_three_round_trips() {
+        let (mut handshake, _) = start(
+            Credentials::account("alice@localhost", "secret-alice").unwrap(),
+            1078640859110,
+        );
+        let body = send(handshake.receive(P13_CREATED.as_bytes()));
+        let auth = authenticate(&body);
+        assert_eq!(auth.attr("mechanism"), Some("SCRAM-SHA-1"));
+        let initial = &auth.child(bosh::NS_SASL2, "initial-response").unwrap().text;
+        assert!(initial.starts_with("biwsbj1hbGljZSxy"), "{initial}");
+        let (server, challenge) = ScramServer::first(initial);
+        let body = send(
+            handshake.receive(
+                p13_body(&format!(
+                    "<challenge xmlns='urn:xmpp:sasl:2'>{challenge}</challenge>"
+                ))
+                .as_bytes(),
+            ),
+        );
+        assert_eq!(rid(&body), 1078640859112);
+        let response = body.child(bosh::NS_SASL2, "response").unwrap();
+        let server_final = server.last(&response.text);
+        let session = done(
+            handshake.receive(
+                sasl2_success(
+                    "alice@localhost/JLeDTiQhlrUq",
+                    &format!("<additional-data>{server_final}</additional-data>"),
+                )
+                .as_bytes(),
+            ),
+        );
+        assert_eq!(session.round_trips, 3);
+        assert_eq!(session.mechanism, "SCRAM-SHA-1");
+        assert_eq!(session.jid, "alice@localhost/JLeDTiQhlrUq");
+
+        // A server that does not know the password cannot fake success.
+        let (mut handshake, _) = start(
+            Credentials::account("alice@localhost", "secret-alice").unwrap(),
+            1,
+        );
+        let body = send(handshake.receive(P13_CREATED.as_bytes()));
+        let initial = &authenticate(&body)
+            .child(bosh::NS_SASL2, "initial-response")
+            .unwrap()
+            .text;
+        let (_, challenge) = ScramServer::first(initial);
+        send(
+            handshake.receive(
+                p13_body(&format!(
+                    "<challenge xmlns='urn:xmpp:sasl:2'>{challenge}</challenge>"
+                ))
+                .as_bytes(),
+            ),
+        );
+        let forged = "<additional-data>dj1BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE9</additional-data>";
+        assert!(matches!(
+            handshake.receive(sasl2_success("alice@localhost/x", forged).as_bytes()),
+            Err(HandshakeError::Sasl(_))
+        ));
+    }
+
+    #[test]
+    fn a_token_is_requested_during_a_password_login_and_surfaced() {
+        let (mut handshake, creation) = start(
+            Credentials::account("alice@localhost", "secret-alice")
+                .unwrap()
+                .with_mechanisms([Mechanism::Plain])
+                .request_fast_token("6bb4cf6c-1f93-4a0e-9cde-74afc7f6ead4"),
+            1,
+        );
+        assert_eq!(creation.attr("from"), Some("alice@localhost"));
+        let body = send(handshake.receive(P13_FAST_CREATED.as_bytes()));
+        let auth = authenticate(&body);
+        assert_eq!(
+            auth.child(bosh::NS_SASL2, "user-agent").unwrap().attr("id"),
+            Some("6bb4cf6c-1f93-4a0e-9cde-74afc7f6ead4")
+        );
+        assert_eq!(
+            auth.child(bosh::NS_FAST, "request-token")
+                .unwrap()
+                .attr("mechanism"),
+            Some("HT-SHA-256-NONE")
+        );
+        assert!(auth.child(bosh::NS_FAST, "fast").is_none());
+        let token = format!(
+            "<token xmlns='urn:xmpp:fast:0' expiry='2026-12-22T01:38:23.035212Z' token='{TOKEN}'/>"
+        );
+        let session = done(
+            handshake
+                .receive(sasl2_success("alice@localhost/webapp~SF2OAu43unoa", &token).as_bytes()),
+        );
+        assert_eq!(session.round_trips, 2);
+        let token = session.fast_token.expect("the token");
+        assert_eq!(token.token, TOKEN);
+        assert_eq!(token.expiry.as_deref(), Some("2026-12-22T01:38:23.035212Z"));
+        assert_eq!(token.user_agent_id, "6bb4cf6c-1f93-4a0e-9cde-74afc7f6ead4");
+
+        // A stream without FAST on offer: the login goes on, nothing asked.
+        let (mut handshake, _) = start(
+            Credentials::account("alice@localhost", "secret-alice")
+                .unwrap()
+                .request_fast_token("ua"),
+            1,
+        );
+        let body = send(handshake.receive(P13_CREATED.as_bytes()));
+        assert!(
+            authenticate(&body)
+                .child(bosh::NS_FAST, "request-token")
+                .is_none()
+        );
+    }
+
+    fn fast_alice() -> Credentials {
+        Credentials::fast_token(
+            "alice@localhost",
+            TOKEN,
+            "6bb4cf6c-1f93-4a0e-9cde-74afc7f6ead4",
+        )
+        .unwrap()
+    }
+
+    fn responder(token: &str) -> String {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()).unwrap();
+        mac.update(b"Responder");
+        b64().encode(mac.finalize().into_bytes())
+    }
+
+    #[test]
+    fn fast_login_takes_two_round_trips_and_keeps_a_rotated_token() {
+        let (mut handshake, creation) = start(fast_alice(), 119903663653);
+        assert_eq!(creation.attr("from"), Some("alice@localhost"));
+        let body = send(handshake.receive(P13_FAST_CREATED.as_bytes()));
+        assert_eq!(rid(&body), 119903663654);
+        let auth = authenticate(&body);
+        assert_eq!(auth.attr("mechanism"), Some("HT-SHA-256-NONE"));
+        let initial = &auth.child(bosh::NS_SASL2, "initial-response").unwrap().text;
+        assert!(initial.starts_with("YWxpY2UA"), "{initial}");
+        let fast = auth.child(bosh::NS_FAST, "fast").unwrap();
+        assert_eq!(fast.attr("invalidate"), None);
+        assert_eq!(
+            auth.child(bosh::NS_SASL2, "user-agent").unwrap().attr("id"),
+            Some("6bb4cf6c-1f93-4a0e-9cde-74afc7f6ead4")
+        );
+        // An unrequested new token (rotation) comes with the success.
+        let extra = format!(
+            "<additional-data>{}</additional-data><token xmlns='urn:xmpp:fast:0' expiry='2026-12-23T00:00:00Z' token='secret-token:fast-new'/>",
+            responder(TOKEN)
+        );
+        let session = done(
+            handshake.receive(sasl2_success("alice@localhost/bdZJID8E6asO", &extra).as_bytes()),
+        );
+        assert_eq!(session.round_trips, 2);
+        assert_eq!(session.mechanism, "HT-SHA-256-NONE");
+        assert_eq!(session.jid, "alice@localhost/bdZJID8E6asO");
+        assert_eq!(
+            session.fast_token.as_ref().map(|t| t.token.as_str()),
+            Some("secret-token:fast-new")
+        );
+        assert!(!format!("{session:?}").contains("fast-new"));
+
+        // A wrong responder value: the server does not know the token.
+        let (mut handshake, _) = start(fast_alice(), 1);
+        send(handshake.receive(P13_FAST_CREATED.as_bytes()));
+        let extra = format!("<additional-data>{}</additional-data>", responder("other"));
+        assert!(matches!(
+            handshake.receive(sasl2_success("alice@localhost/x", &extra).as_bytes()),
+            Err(HandshakeError::Sasl(_))
+        ));
+    }
+
+    #[test]
+    fn fast_invalidation_and_refusals_are_distinct_errors() {
+        let (mut handshake, _) = start(fast_alice().invalidate_fast_token(), 1);
+        let body = send(handshake.receive(P13_FAST_CREATED.as_bytes()));
+        assert_eq!(
+            authenticate(&body)
+                .child(bosh::NS_FAST, "fast")
+                .unwrap()
+                .attr("invalidate"),
+            Some("true")
+        );
+
+        for (failure, condition) in [
+            (
+                "<failure xmlns='urn:xmpp:sasl:2'><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></failure>",
+                "not-authorized",
+            ),
+            (
+                "<failure xmlns='urn:xmpp:sasl:2'><credentials-expired xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></failure>",
+                "credentials-expired",
+            ),
+            // Prosody's malformed-request is in the SASL2 namespace (quirk 6).
+            (
+                "<failure xmlns='urn:xmpp:sasl:2'><malformed-request/><text>FAST is not available on this stream</text></failure>",
+                "malformed-request",
+            ),
+        ] {
+            let (mut handshake, _) = start(fast_alice(), 1);
+            send(handshake.receive(P13_FAST_CREATED.as_bytes()));
+            let error = handshake.receive(p13_body(failure).as_bytes()).unwrap_err();
+            assert!(
+                matches!(&error, HandshakeError::FastTokenRefused { .. }),
+                "{error:?}"
+            );
+            assert_eq!(error.condition(), condition);
+        }
+
+        // No FAST on offer (no from= honoured, or no SASL2 at all).
+        let (mut handshake, _) = start(fast_alice(), 1);
+        assert!(matches!(
+            handshake.receive(P13_CREATED.as_bytes()),
+            Err(HandshakeError::FastUnavailable(_))
+        ));
+        let (mut handshake, _) = start(fast_alice(), 1);
+        assert!(matches!(
+            handshake.receive(PLAIN_CREATED.as_bytes()),
+            Err(HandshakeError::FastUnavailable(_))
+        ));
+    }
+
+    #[test]
+    fn sasl2_password_failure_and_tasks_are_typed() {
+        let (mut handshake, _) = start(
+            Credentials::account("alice@localhost", "wrong")
+                .unwrap()
+                .with_mechanisms([Mechanism::Plain]),
+            1,
+        );
+        send(handshake.receive(P13_CREATED.as_bytes()));
+        let error = handshake
+            .receive(p13_body("<failure xmlns='urn:xmpp:sasl:2'><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/><text>Unable to authorize you with the authentication credentials you've sent.</text></failure>").as_bytes())
+            .unwrap_err();
+        assert!(matches!(
+            &error,
+            HandshakeError::AuthFailed { condition, text: Some(_) } if condition == "not-authorized"
+        ));
+
+        let (mut handshake, _) = start(Credentials::anonymous("anon.localhost"), 1);
+        send(handshake.receive(P13_ANON_CREATED.as_bytes()));
+        let error = handshake
+            .receive(p13_body("<continue xmlns='urn:xmpp:sasl:2'><additional-data>SSdtIGJvcmVkIG5vdy4=</additional-data><tasks><task>HOTP-EXAMPLE</task></tasks></continue>").as_bytes())
+            .unwrap_err();
+        assert_eq!(
+            error,
+            HandshakeError::Sasl2TasksRequired(vec!["HOTP-EXAMPLE".into()])
+        );
+        assert_eq!(error.condition(), "policy-violation");
+
+        // A success without a bound full JID: Bind 2 did not happen.
+        let (mut handshake, _) = start(Credentials::anonymous("anon.localhost"), 1);
+        send(handshake.receive(P13_ANON_CREATED.as_bytes()));
+        assert_eq!(
+            handshake.receive(sasl2_success("x@anon.localhost", "").as_bytes()),
+            Err(HandshakeError::NoBind)
+        );
+    }
+
+    #[test]
+    fn no_sasl2_or_no_bind2_or_classic_only_means_a_classic_login() {
+        // Prosody 0.12: no SASL2 offered.
+        let (mut handshake, _) = start(Credentials::anonymous("anon.localhost"), 1);
+        let body = send(handshake.receive(ANON_CREATED.as_bytes()));
+        assert!(body.child(bosh::NS_SASL, "auth").is_some());
+        // SASL2 without Bind 2 inline.
+        let no_bind2 = P13_ANON_CREATED.replace(
+            "<bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:carbons:2'/><feature var='urn:xmpp:csi:0'/><feature var='urn:xmpp:sm:3'/></inline></bind>",
+            "",
+        );
+        let (mut handshake, _) = start(Credentials::anonymous("anon.localhost"), 1);
+        let body = send(handshake.receive(no_bind2.as_bytes()));
+        assert!(body.child(bosh::NS_SASL, "auth").is_some());
+        // Classic only on a server that offers SASL2: 4 round trips as before.
+        let mut config = HandshakeConfig::new(Credentials::anonymous("anon.localhost"));
+        config.sasl2 = false;
+        config.first_rid = Some(1);
+        let (mut handshake, _) = Handshake::start(config);
+        let body = send(handshake.receive(P13_ANON_CREATED.as_bytes()));
+        assert!(body.child(bosh::NS_SASL, "auth").is_some());
+        let success = ANON_SUCCESS.replace(SID, P13_SID);
+        send(handshake.receive(success.as_bytes()));
+        send(handshake.receive(ANON_RESTARTED.replace(SID, P13_SID).as_bytes()));
+        let session = done(handshake.receive(ANON_BOUND.replace(SID, P13_SID).as_bytes()));
+        assert_eq!(session.round_trips, 4);
+        // FAST credentials with classic only: a clear error.
+        let mut config = HandshakeConfig::new(fast_alice());
+        config.sasl2 = false;
+        let (mut handshake, creation) = Handshake::start(config);
+        assert!(!creation.contains("from="));
+        assert_eq!(
+            handshake.receive(P13_FAST_CREATED.as_bytes()),
+            Err(HandshakeError::FastUnavailable("SASL2 is turned off"))
+        );
+    }
+
+    #[test]
+    fn two_sessions_of_one_user_never_share_a_user_agent_or_a_tag() {
+        let ids: Vec<String> = (0..2)
+            .map(|_| {
+                let (mut handshake, _) = start(
+                    Credentials::account("alice@localhost", "secret-alice").unwrap(),
+                    1,
+                );
+                let body = send(handshake.receive(P13_CREATED.as_bytes()));
+                authenticate(&body)
+                    .child(bosh::NS_SASL2, "user-agent")
+                    .unwrap()
+                    .attr("id")
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_ne!(ids[0], ids[1]);
+        // FAST fixes the user-agent id: a requested resource becomes a tag
+        // with a random suffix per session.
+        let tags: Vec<String> = (0..2)
+            .map(|_| {
+                let (mut handshake, _) = start(fast_alice().with_resource("web"), 1);
+                let body = send(handshake.receive(P13_FAST_CREATED.as_bytes()));
+                let bind = authenticate(&body).child(bosh::NS_BIND2, "bind").unwrap();
+                bind.child(bosh::NS_BIND2, "tag").unwrap().text.clone()
+            })
+            .collect();
+        assert!(tags.iter().all(|t| t.starts_with("web-")), "{tags:?}");
+        assert_ne!(tags[0], tags[1]);
     }
 }

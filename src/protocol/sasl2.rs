@@ -65,7 +65,11 @@ impl Authenticate<'_> {
         }
         match self.tag {
             Some(tag) => {
-                let _ = write!(out, "<bind xmlns='{NS_BIND2}'><tag>{}</tag></bind>", escape(tag));
+                let _ = write!(
+                    out,
+                    "<bind xmlns='{NS_BIND2}'><tag>{}</tag></bind>",
+                    escape(tag)
+                );
             }
             // XEP-0386 §3: no tag, the server picks the whole resource.
             None => {

@@ -153,7 +153,8 @@ impl HttpTransportBuilder {
     /// Also trusts the CA certificates in PEM text.
     #[cfg(feature = "rustls")]
     pub fn ca_pem(mut self, pem: &[u8]) -> Result<Self, TlsError> {
-        self.extra_cas.extend(tls::parse_ca_pem(pem, "the PEM text")?);
+        self.extra_cas
+            .extend(tls::parse_ca_pem(pem, "the PEM text")?);
         Ok(self)
     }
 
