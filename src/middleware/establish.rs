@@ -37,7 +37,16 @@ pub(crate) async fn establish<T: BoshTransport>(
     handshake.lang.clone_from(&config.lang);
     handshake.route.clone_from(&config.route);
     handshake.scram_cache.clone_from(&config.scram_cache);
-    driver::run(transport, &config.client, handshake).await
+    handshake.sasl2 = config.sasl2;
+    let session = driver::run(transport, &config.client, handshake).await?;
+    if let (Some(hook), Some(token)) = (&config.on_fast_token, &session.fast_token) {
+        let bare = session
+            .jid
+            .split_once('/')
+            .map_or(&*session.jid, |(bare, _)| bare);
+        hook(bare, token);
+    }
+    Ok(session)
 }
 
 /// A client's value clamped to `1..=max`, or the default.
