@@ -3,9 +3,10 @@
 //!
 //! - `sans_io/anonymous`: the handshake state machine alone, fed Prosody's
 //!   recorded responses (../shared/protocol/prosody.md).
-//! - `layer/anonymous`: `GET /prebind` through the whole layer, with an
-//!   in-memory CM answering like Prosody: request parsing, credentials, the
-//!   driver, four HTTP exchanges over a tower transport, the JSON answer.
+//! - `layer/anonymous`: `GET /prebind` through the whole layer, with the
+//!   in-memory fake CM of `bosh_prebind::test_util` answering like Prosody
+//!   (its own checks included): request parsing, credentials, the driver,
+//!   four HTTP exchanges over a tower transport, the JSON answer.
 //! - `layer/scram_sha1_{uncached,cached}`: the same with SCRAM-SHA-1 at
 //!   Prosody's 10 000 PBKDF2 iterations, without and with the salted-password
 //!   cache: what the cache saves on repeat logins.
@@ -18,22 +19,18 @@
 #![allow(missing_docs)]
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use bosh_prebind::handshake::{Handshake, HandshakeConfig, Step};
-use bosh_prebind::{Credentials, Mechanism, PrebindLayer};
+use bosh_prebind::test_util::FakeCm;
+use bosh_prebind::{Credentials, Mechanism};
 use bytes::Bytes;
-use criterion::{Criterion, black_box};
-use hmac::{Hmac, Mac};
+use criterion::Criterion;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use sha1::{Digest, Sha1};
+use std::hint::black_box;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
-const SID: &str = "7d0aa91d-ded8-4d91-89b3-b4c918168c50";
 const CREATED: &str = "<body hold='1' authid='7d0aa91d-ded8-4d91-89b3-b4c918168c50' secure='true' xmpp:version='1.0' ver='1.6' xmlns:stream='http://etherx.jabber.org/streams' xmlns:xmpp='urn:xmpp:xbosh' xmlns='http://jabber.org/protocol/httpbind' from='anon.localhost' requests='2' polling='5' sid='7d0aa91d-ded8-4d91-89b3-b4c918168c50' inactivity='60' wait='60'><stream:features xmlns='jabber:client'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>ANONYMOUS</mechanism></mechanisms></stream:features></body>";
 const SUCCESS: &str = "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams' sid='7d0aa91d-ded8-4d91-89b3-b4c918168c50'><success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></body>";
 const RESTARTED: &str = "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams' sid='7d0aa91d-ded8-4d91-89b3-b4c918168c50'><stream:features xmlns='jabber:client'><c hash='sha-1' xmlns='http://jabber.org/protocol/caps' node='http://prosody.im' ver='g6v15bTJOfWXNUu1mm4Hlk5EAd0='/><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><required/></bind><session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session><ver xmlns='urn:xmpp:features:rosterver'/><sub xmlns='urn:xmpp:features:pre-approval'/></stream:features></body>";
@@ -43,108 +40,9 @@ const ITERATIONS: u32 = 10_000;
 const SALT: &[u8] = b"a-prosody-like-salt";
 const PASSWORD: &str = "secret-bob";
 
-/// The server's side of SCRAM-SHA-1 (RFC 5802), keys computed once.
-struct ScramServer {
-    stored_key: Vec<u8>,
-    server_key: Vec<u8>,
-}
-
-impl ScramServer {
-    fn new() -> Self {
-        let mut salted = [0u8; 20];
-        pbkdf2::pbkdf2::<Hmac<Sha1>>(PASSWORD.as_bytes(), SALT, ITERATIONS, &mut salted).unwrap();
-        let client_key = hmac(&salted, b"Client Key");
-        ScramServer {
-            stored_key: Sha1::digest(&client_key).to_vec(),
-            server_key: hmac(&salted, b"Server Key"),
-        }
-    }
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha1>>::new_from_slice(key).unwrap();
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
-}
-
-/// Text between `<tag …>` and `</tag>` of the first `tag` element.
-fn element_text<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
-    let start = body.find(&format!("<{tag} "))?;
-    let open_end = start + body[start..].find('>')? + 1;
-    Some(&body[open_end..open_end + body[open_end..].find('<')?])
-}
-
-fn envelope(inner: &str) -> String {
-    format!(
-        "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams' sid='{SID}'>{inner}</body>"
-    )
-}
-
-/// An in-memory CM: answers by what each request is, like Prosody would.
-/// For SCRAM it keeps the exchange's auth message between two requests.
-fn answer(server: &ScramServer, auth_message: &mut String, body: &str) -> String {
-    if !body.contains("sid=") {
-        let mechanisms = if body.contains("to='localhost'") {
-            "SCRAM-SHA-1"
-        } else {
-            "ANONYMOUS"
-        };
-        return CREATED.replace(
-            "<mechanism>ANONYMOUS</mechanism>",
-            &format!("<mechanism>{mechanisms}</mechanism>"),
-        );
-    }
-    if let Some(initial) = element_text(body, "auth") {
-        if body.contains("mechanism='ANONYMOUS'") {
-            return SUCCESS.to_owned();
-        }
-        let client_first = String::from_utf8(B64.decode(initial).unwrap()).unwrap();
-        let bare = client_first.strip_prefix("n,,").unwrap();
-        // Fields are comma-separated; the nonce may itself contain "r=".
-        let nonce = bare
-            .split(',')
-            .find_map(|field| field.strip_prefix("r="))
-            .unwrap();
-        let server_first = format!("r={nonce}srv,s={},i={ITERATIONS}", B64.encode(SALT));
-        *auth_message = format!("{bare},{server_first}");
-        let challenge = B64.encode(&server_first);
-        return envelope(&format!(
-            "<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{challenge}</challenge>"
-        ));
-    }
-    if let Some(response) = element_text(body, "response") {
-        let client_final = String::from_utf8(B64.decode(response).unwrap()).unwrap();
-        let (without_proof, proof) = client_final.rsplit_once(",p=").unwrap();
-        auth_message.push(',');
-        auth_message.push_str(without_proof);
-        let signature = hmac(&server.stored_key, auth_message.as_bytes());
-        let client_key: Vec<u8> = B64
-            .decode(proof)
-            .unwrap()
-            .iter()
-            .zip(&signature)
-            .map(|(p, s)| p ^ s)
-            .collect();
-        assert_eq!(
-            Sha1::digest(&client_key).as_slice(),
-            server.stored_key,
-            "proof"
-        );
-        let verifier = B64.encode(format!(
-            "v={}",
-            B64.encode(hmac(&server.server_key, auth_message.as_bytes()))
-        ));
-        return envelope(&format!(
-            "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{verifier}</success>"
-        ));
-    }
-    if body.contains("xmpp:restart='true'") {
-        return RESTARTED.to_owned();
-    }
-    BOUND.to_owned()
-}
-
+/// The layer around an empty app, logging in to `cm` as `credentials`.
 fn layer_service(
+    cm: &FakeCm,
     credentials: Credentials,
     scram_cache: usize,
 ) -> impl Service<
@@ -152,22 +50,10 @@ fn layer_service(
     Response = Response<bosh_prebind::PrebindBody<Full<Bytes>>>,
     Error = Infallible,
 > + Clone {
-    let server = Arc::new(ScramServer::new());
-    let auth_message = Arc::new(std::sync::Mutex::new(String::new()));
-    let transport = service_fn(move |request: Request<Full<Bytes>>| {
-        let server = Arc::clone(&server);
-        let auth_message = Arc::clone(&auth_message);
-        async move {
-            let body = request.into_body().collect().await.unwrap().to_bytes();
-            let body = std::str::from_utf8(&body).unwrap();
-            let xml = answer(&server, &mut auth_message.lock().unwrap(), body);
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(xml))))
-        }
-    });
     let app = service_fn(|_: Request<Full<Bytes>>| async {
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
     });
-    PrebindLayer::with_transport("http://cm.invalid/http-bind".parse().unwrap(), transport)
+    cm.layer()
         .credentials(credentials)
         .scram_cache(scram_cache)
         .layer(app)
@@ -215,7 +101,14 @@ fn benches(c: &mut Criterion) {
         .enable_time()
         .build()
         .unwrap();
-    let anonymous = layer_service(Credentials::anonymous("anon.localhost"), 1024);
+    // The shared fake CM (bosh_prebind::test_util), keeping no records so
+    // memory stays flat over millions of iterations.
+    let anonymous_cm = FakeCm::builder().keep_requests(false).build();
+    let anonymous = layer_service(
+        &anonymous_cm,
+        Credentials::anonymous("anon.localhost"),
+        1024,
+    );
     c.bench_function("layer/anonymous", |b| {
         b.iter(|| prebind(&runtime, &anonymous))
     });
@@ -227,11 +120,21 @@ fn benches(c: &mut Criterion) {
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(5));
-    let uncached = layer_service(bob.clone(), 0);
+    // Prosody's SCRAM-SHA-1 at 10 000 iterations; the server's keys are
+    // derived once, as a server stores them.
+    let bob_cm = FakeCm::builder()
+        .domain("localhost")
+        .account("bob", PASSWORD)
+        .mechanisms(["SCRAM-SHA-1"])
+        .jid("bob@localhost/bench")
+        .scram(SALT, ITERATIONS)
+        .keep_requests(false)
+        .build();
+    let uncached = layer_service(&bob_cm, bob.clone(), 0);
     group.bench_function("scram_sha1_uncached", |b| {
         b.iter(|| prebind(&runtime, &uncached))
     });
-    let cached = layer_service(bob, 1024);
+    let cached = layer_service(&bob_cm, bob, 1024);
     group.bench_function("scram_sha1_cached", |b| {
         b.iter(|| prebind(&runtime, &cached))
     });

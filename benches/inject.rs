@@ -4,8 +4,8 @@
 //! - `scanner/*`: [`HtmlScanner`] alone, fed every chunk, the snippet pushed at
 //!   the insertion point, as `PrebindBody` does.
 //! - `layer/*`: the whole layer end to end on a current-thread runtime: an
-//!   app streaming the page, an in-memory CM answering an anonymous login at
-//!   once, the response body drained frame by frame.
+//!   app streaming the page, the in-memory fake CM (`bosh_prebind::test_util`)
+//!   answering an anonymous login at once, the response body drained frame by frame.
 //! - `no_layer/baseline`: the same app and body drain without the layer.
 //!
 //! `early` has `</head>` about 2 KiB in; `late` has neither `<head>` nor
@@ -21,21 +21,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bosh_prebind::inject::{HtmlScanner, Scan};
+use bosh_prebind::test_util::FakeCm;
 use bosh_prebind::{Credentials, PrebindLayer};
 use bytes::Bytes;
-use criterion::{BenchmarkId, Criterion, Throughput, black_box};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use http::{Request, Response, header};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
+use std::hint::black_box;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 mod support;
-use support::{Chunks, fake_cm, page};
+use support::{Chunks, page};
 
 const PAGE_LEN: usize = 1 << 20;
 const CHUNK: usize = 8 << 10;
 const MARKER: &[u8] = b"<!--xmpp-prebind-->";
-const BOSH_URL: &str = "http://cm.invalid/http-bind";
 
 // ---------------------------------------------------------------------------
 // The page: see support/mod.rs.
@@ -99,17 +100,13 @@ fn app(
     })
 }
 
-fn layer() -> PrebindLayer<
-    impl Service<
-        Request<Full<Bytes>>,
-        Response = Response<Full<Bytes>>,
-        Error = Infallible,
-        Future: Send,
-    > + Clone
-    + Send
-    + 'static,
-> {
-    PrebindLayer::with_transport(BOSH_URL.parse().unwrap(), service_fn(fake_cm))
+/// The layer in front of the shared fake CM (`bosh_prebind::test_util`),
+/// which answers an anonymous login at once and keeps no records.
+fn layer() -> PrebindLayer<FakeCm> {
+    FakeCm::builder()
+        .keep_requests(false)
+        .build()
+        .layer()
         .credentials(Credentials::anonymous("anon.localhost"))
         .inject_path("/")
 }

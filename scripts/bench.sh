@@ -9,7 +9,7 @@
 #   scripts/bench.sh page       page latency with the CM at 20 ms RTT (perf/examples/page_latency.rs)
 #   scripts/bench.sh throughput prebinds/s, layer vs raw client, concurrency 1/8/64 (perf/examples/throughput.rs)
 #   scripts/bench.sh criterion  cargo bench --bench handshake|passthrough|inject, inject_memory 1 and 64,
-#                               handshake_latency, and the pass-through allocation test
+#                               handshake_latency, the pass-through allocation test, passthrough_stream
 #   scripts/bench.sh plot       only redraw docs/session-ready.svg from the last browser run
 #   scripts/bench.sh machine    only record the machine (nproc, CPU model, kernel, Prosody)
 #
@@ -124,6 +124,8 @@ step_criterion() {
 		log "inject_memory $mib MiB -> $OUT/inject-memory-$mib.txt"
 		target/release/examples/inject_memory "$mib" | tee "$OUT/inject-memory-$mib.txt"
 	done
+	log "pass-through of large answers (1, 8, 64 MiB) -> $OUT/passthrough-stream.md"
+	cargo run --release -p perf --example passthrough_stream | tee "$OUT/passthrough-stream.md"
 	log "handshake_latency against Prosody -> $OUT/handshake-latency.md"
 	fresh_prosody
 	target/release/examples/handshake_latency "$BOSH_URL" 50 | tee "$OUT/handshake-latency.md"

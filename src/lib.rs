@@ -89,6 +89,24 @@
 //! anonymous sessions use ANONYMOUS. Sessions are only opened on allowed
 //! domains ([`PrebindLayer::allow_domain`]; fixed credentials allow their own).
 //!
+//! # SASL2, Bind 2 and FAST
+//!
+//! Where the session-creation features offer SASL2 (XEP-0388) with Bind 2
+//! (XEP-0386) inline, as Prosody 13 with prosody-modules' `mod_sasl2`,
+//! `mod_sasl2_bind2` and `mod_sasl2_fast` does, the login authenticates and
+//! binds in one exchange: 2 round trips (ANONYMOUS, PLAIN, FAST) or 3
+//! (SCRAM) instead of 4 / 4 / 5. It is never sent blind; elsewhere the
+//! classic login runs unchanged, and [`PrebindLayer::sasl2`]`(false)` forces it.
+//!
+//! FAST tokens (XEP-0484) replace the password after one login:
+//! [`Credentials::request_fast_token`] asks for one,
+//! [`PrebindSession::fast_token`] and [`PrebindLayer::on_fast_token`] hand
+//! out every token a login returns (store the newest: servers rotate them),
+//! and [`Credentials::fast_token`] logs in with it. A refused token is
+//! [`handshake::HandshakeError::FastTokenRefused`] and ends that BOSH session:
+//! log in with the password on a new one. Over BOSH only `HT-SHA-256-NONE`
+//! exists (no TLS channel binding through HTTP).
+//!
 //! # Transport
 //!
 //! BOSH requests go through any tower `Service<http::Request<Full<Bytes>>>`
@@ -133,6 +151,9 @@ mod error;
 pub mod html;
 mod middleware;
 pub mod protocol;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 pub mod transport;
 
 // The sans-IO modules at their historical paths.
@@ -151,6 +172,7 @@ pub use middleware::layer::PrebindLayer;
 pub use middleware::prebind_request::PrebindRequest;
 pub use middleware::service::Prebind;
 pub use protocol::credentials::{Credentials, InvalidJid, Mechanism};
+pub use protocol::fast::FastToken;
 pub use protocol::handshake::PrebindSession;
 pub use protocol::sasl::SaslError;
 pub use protocol::scram_cache::ScramCache;

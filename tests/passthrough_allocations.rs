@@ -79,7 +79,9 @@ fn requests_the_layer_does_not_handle_allocate_nothing_extra() {
 
     // Several nodes, each with its own pass-through path: still nothing.
     let cluster = PrebindLayer::new_cluster([
-        "http://127.0.0.1:5381/bosh".parse::<bosh_prebind::BoshUrl>().unwrap(),
+        "http://127.0.0.1:5381/bosh"
+            .parse::<bosh_prebind::BoshUrl>()
+            .unwrap(),
         "http://127.0.0.1:5382/bosh".parse().unwrap(),
     ])
     .unwrap()

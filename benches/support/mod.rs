@@ -1,16 +1,21 @@
 //! Shared by the benchmarks and the measurement examples: a deterministic,
-//! realistic HTML page generator and an in-memory connection manager.
+//! realistic HTML page generator and a streamed page body. The connection
+//! manager is the shared fake of `bosh_prebind::test_util`.
 #![allow(dead_code)] // each user takes what it needs
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
+use bosh_prebind::BoxError;
+use bosh_prebind::test_util::{ChunkedBody, FakeCm};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
+use tower::Service;
 
 /// A small deterministic generator (64-bit LCG, high bits).
 pub(crate) struct Rng(pub(crate) u64);
@@ -232,30 +237,19 @@ pub(crate) fn page(len: usize, early: bool) -> Vec<u8> {
     bytes
 }
 
-/// An in-memory CM answering an anonymous login at once (as in
-/// tests/inject.rs).
-pub(crate) async fn fake_cm(
+/// The shared fake CM (`bosh_prebind::test_util`, feature `test-util`) as a
+/// function, answering an anonymous login at once and keeping no records:
+/// for `perf/examples/inject_memory.rs`, which includes this file by path.
+/// New code uses `FakeCm` directly.
+pub(crate) fn fake_cm(
     request: Request<Full<Bytes>>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let body = request.into_body().collect().await.unwrap().to_bytes();
-    let body = std::str::from_utf8(&body).unwrap();
-    let head = "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams' sid='s1'";
-    let xml = if !body.contains("sid=") {
-        format!(
-            "{head} wait='60' hold='1' inactivity='60'><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>ANONYMOUS</mechanism></mechanisms></stream:features></body>"
-        )
-    } else if body.contains("<auth") {
-        format!("{head}><success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></body>")
-    } else if body.contains("restart='true'") {
-        format!(
-            "{head}><stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features></body>"
-        )
-    } else {
-        format!(
-            "{head}><iq xmlns='jabber:client' type='result' id='bind_1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>guest@anon.localhost/r1</jid></bind></iq></body>"
-        )
-    };
-    Ok(Response::new(Full::new(Bytes::from(xml))))
+) -> impl Future<Output = Result<Response<ChunkedBody>, BoxError>> + Send {
+    static CM: OnceLock<FakeCm> = OnceLock::new();
+    let mut cm = CM
+        .get_or_init(|| FakeCm::builder().keep_requests(false).build())
+        .clone();
+    // Always ready: no need to poll first.
+    cm.call(request)
 }
 
 /// A response body streaming prebuilt chunks (each `Bytes` clone is a

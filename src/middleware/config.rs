@@ -13,6 +13,7 @@ use crate::driver::ClientSettings;
 use crate::html::snippet::Renderer;
 use crate::middleware::cluster::Cluster;
 use crate::middleware::credentials_source::{CredentialsSource, NoCredentials};
+use crate::protocol::fast::FastToken;
 use crate::protocol::scram_cache::ScramCache;
 
 /// Handshakes in progress at once, by default: well above what one CM
@@ -48,7 +49,14 @@ pub(crate) struct Config {
     /// Permits for handshakes in progress, shared by every clone.
     pub(crate) handshakes: Arc<Semaphore>,
     pub(crate) scram_cache: Option<Arc<ScramCache>>,
+    /// SASL2 + Bind 2 where offered (else classic only).
+    pub(crate) sasl2: bool,
+    /// Told of every FAST token a login brings back.
+    pub(crate) on_fast_token: Option<Arc<FastTokenHook>>,
 }
+
+/// Receives the bare JID and the new FAST token of a login.
+pub(crate) type FastTokenHook = dyn Fn(&str, &FastToken) + Send + Sync;
 
 /// The same-origin BOSH path's own limits: chat traffic, not handshakes.
 #[derive(Clone)]
@@ -123,6 +131,8 @@ impl Config {
             allowed_origins: Vec::new(),
             handshakes: Arc::new(Semaphore::new(DEFAULT_MAX_HANDSHAKES)),
             scram_cache: Some(Arc::new(ScramCache::new(1024))),
+            sasl2: true,
+            on_fast_token: None,
             pages: Pages {
                 paths: Vec::new(),
                 prefixes: Vec::new(),
@@ -179,6 +189,7 @@ impl fmt::Debug for Config {
             .field("max_wait", &self.max_wait)
             .field("max_hold", &self.max_hold)
             .field("max_request_body", &self.max_request_body)
+            .field("sasl2", &self.sasl2)
             .field("allowed_origins", &self.allowed_origins)
             .field("inject_paths", &self.pages.paths)
             .field("inject_prefixes", &self.pages.prefixes)

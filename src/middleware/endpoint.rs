@@ -270,6 +270,7 @@ mod tests {
             maxpause: None,
             round_trips: 4,
             mechanism: "ANONYMOUS",
+            fast_token: None,
         };
         let answer = crate::protocol::xml::parse(xml_success(&session).as_bytes()).unwrap();
         assert_eq!(answer.attr("jid"), Some(session.jid.as_str()));

@@ -41,6 +41,24 @@ pub(crate) async fn establish<T: BoshTransport>(
     handshake.lang.clone_from(&config.lang);
     handshake.route.clone_from(&config.route);
     handshake.scram_cache.clone_from(&config.scram_cache);
+    handshake.sasl2 = config.sasl2;
+    let (session, node) = open(config, transport, handshake).await?;
+    if let (Some(hook), Some(token)) = (&config.on_fast_token, &session.fast_token) {
+        let bare = session
+            .jid
+            .split_once('/')
+            .map_or(&*session.jid, |(bare, _)| bare);
+        hook(bare, token);
+    }
+    Ok((session, node))
+}
+
+/// Runs the handshake at a node: the only one, or the next one that works.
+async fn open<T: BoshTransport>(
+    config: &Config,
+    transport: T,
+    handshake: HandshakeConfig,
+) -> Result<(PrebindSession, usize), PrebindError> {
     let deadline = Instant::now() + config.client.handshake_timeout;
     let cluster = &config.cluster;
     if cluster.len() == 1 {

@@ -95,10 +95,7 @@ impl Element {
             let value = attribute
                 .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                 .map_err(|e| format!("bad attribute value ({e}): {xml}"))?;
-            attrs.push((
-                attribute.key.as_ref().to_owned(),
-                value.into_owned(),
-            ));
+            attrs.push((attribute.key.as_ref().to_owned(), value.into_owned()));
         }
         Ok(Element {
             name: start.name().as_ref().to_owned(),

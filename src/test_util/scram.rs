@@ -53,12 +53,14 @@ impl Hash {
         match self {
             Hash::Sha1 => {
                 let mut out = [0; 20];
-                pbkdf2::pbkdf2_hmac::<Sha1>(password, salt, iterations, &mut out);
+                pbkdf2::pbkdf2::<Hmac<Sha1>>(password, salt, iterations, &mut out)
+                    .expect("HMAC takes any key length");
                 out.to_vec()
             }
             Hash::Sha256 => {
                 let mut out = [0; 32];
-                pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut out);
+                pbkdf2::pbkdf2::<Hmac<Sha256>>(password, salt, iterations, &mut out)
+                    .expect("HMAC takes any key length");
                 out.to_vec()
             }
         }
@@ -147,9 +149,9 @@ impl Exchange {
     ) -> Result<(Exchange, String), String> {
         let message = std::str::from_utf8(client_first)
             .map_err(|_| "client-first is not UTF-8".to_owned())?;
-        let bare = message.strip_prefix("n,,").ok_or_else(|| {
-            format!("GS2 header must be 'n,,' (no channel binding): {message}")
-        })?;
+        let bare = message
+            .strip_prefix("n,,")
+            .ok_or_else(|| format!("GS2 header must be 'n,,' (no channel binding): {message}"))?;
         if field(bare, "n") != Some(user) {
             return Err(format!("client-first names another user: {message}"));
         }
@@ -207,8 +209,7 @@ impl Exchange {
             .zip(&client_signature)
             .map(|(p, s)| p ^ s)
             .collect();
-        if proof.len() != client_signature.len() || hash.digest(&client_key) != stored.stored_key
-        {
+        if proof.len() != client_signature.len() || hash.digest(&client_key) != stored.stored_key {
             return Ok(Verdict::NotAuthorized);
         }
         let mut server_signature = hash.hmac(&stored.server_key, auth_message.as_bytes());

@@ -1,130 +1,35 @@
-//! HTML injection (DESIGN §3.4) against an in-memory connection manager:
-//! where the snippet goes, which responses are left alone, the header rules,
-//! fail-open, and that the page streams while the handshake runs.
+//! Sessions injected into pages: where the snippet goes, which responses
+//! are left alone, the header rules, fail-open, and that the page streams
+//! while the handshake runs.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bosh_prebind::{Credentials, PrebindLayer};
+use bosh_prebind::test_util::{FakeCm, Fault};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::channel::Channel;
 use http_body_util::{BodyExt, Full};
-use tokio::sync::Semaphore;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
-mod common;
-use common::json_field;
+use crate::common::json_field;
+use crate::harness::*;
 
-const BOSH_URL: &str = "http://cm.invalid/http-bind";
-const JID: &str = "guest@anon.localhost/r1";
-const PAGE: &str = "<!doctype html><html><head><title>t</title></head><body>hi</body></html>";
-
-/// How the fake CM behaves.
-#[derive(Clone, Copy, PartialEq)]
-enum Cm {
-    /// Answers like Prosody for an anonymous login.
-    Working,
-    /// Connection refused.
-    Refused,
-    /// Never answers.
-    Silent,
-}
-
-/// An in-memory anonymous-only CM; records what it was sent. Its first
-/// answers wait for `gate` to open when one is given.
-#[derive(Clone)]
-struct FakeCm {
-    mode: Cm,
-    jid: &'static str,
-    received: Arc<Mutex<Vec<String>>>,
-    gate: Option<Arc<Semaphore>>,
-}
-
-impl FakeCm {
-    fn new(mode: Cm) -> Self {
-        FakeCm {
-            mode,
-            jid: JID,
-            received: Arc::default(),
-            gate: None,
-        }
-    }
-
-    fn requests(&self) -> usize {
-        self.received.lock().unwrap().len()
-    }
-
-    async fn answer(
-        self,
-        request: Request<Full<Bytes>>,
-    ) -> Result<Response<Full<Bytes>>, std::io::Error> {
-        let body = request.into_body().collect().await.unwrap().to_bytes();
-        let body = String::from_utf8(body.to_vec()).unwrap();
-        self.received.lock().unwrap().push(body.clone());
-        match self.mode {
-            Cm::Refused => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionRefused,
-                    "refused",
-                ));
-            }
-            Cm::Silent => std::future::pending::<()>().await,
-            Cm::Working => {}
-        }
-        if let Some(gate) = &self.gate {
-            // Closed until the test adds a permit; then open for good.
-            drop(gate.acquire().await.unwrap());
-        }
-        let head = "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams' sid='s1'";
-        let xml = if !body.contains("sid=") {
-            format!(
-                "{head} wait='60' hold='1' inactivity='60'><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>ANONYMOUS</mechanism></mechanisms></stream:features></body>"
-            )
-        } else if body.contains("<auth") {
-            format!("{head}><success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></body>")
-        } else if body.contains("restart='true'") {
-            format!(
-                "{head}><stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features></body>"
-            )
-        } else {
-            let jid = quick_xml::escape::escape(self.jid);
-            format!(
-                "{head}><iq xmlns='jabber:client' type='result' id='bind_1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>{jid}</jid></bind></iq></body>"
-            )
-        };
-        Ok(Response::new(Full::new(Bytes::from(xml))))
-    }
-}
+pub(crate) const PAGE_TEXT: &str =
+    "<!doctype html><html><head><title>t</title></head><body>hi</body></html>";
 
 /// The layer around `app`, anonymous on anon.localhost, injecting into `/`.
-fn layer(
-    cm: &FakeCm,
-) -> PrebindLayer<
-    impl Service<
-        Request<Full<Bytes>>,
-        Response = Response<Full<Bytes>>,
-        Error = std::io::Error,
-        Future: Send,
-    > + Clone
-    + Send
-    + 'static,
-> {
-    let cm = cm.clone();
-    PrebindLayer::with_transport(
-        BOSH_URL.parse().unwrap(),
-        service_fn(move |request| cm.clone().answer(request)),
-    )
-    .credentials(Credentials::anonymous("anon.localhost"))
-    .inject_path("/")
-    .request_timeout(Duration::from_secs(2))
-    .handshake_timeout(Duration::from_secs(3))
+pub(crate) fn layer(cm: &FakeCm) -> CmLayer {
+    anonymous_layer(cm)
+        .inject_path("/")
+        .request_timeout(Duration::from_secs(2))
+        .handshake_timeout(Duration::from_secs(3))
 }
 
 /// An app answering every request with `response`, recording request heads.
-fn app(
+pub(crate) fn app(
     response: fn() -> Response<Full<Bytes>>,
     seen: Arc<Mutex<Vec<HeaderMap>>>,
 ) -> impl Service<
@@ -139,17 +44,17 @@ fn app(
     })
 }
 
-fn html_page() -> Response<Full<Bytes>> {
+pub(crate) fn html_page() -> Response<Full<Bytes>> {
     Response::builder()
         .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-        .header(header::CONTENT_LENGTH, PAGE.len())
+        .header(header::CONTENT_LENGTH, PAGE_TEXT.len())
         .header(header::ETAG, "\"v1\"")
         .header(header::LAST_MODIFIED, "Wed, 25 Nov 2026 10:00:00 GMT")
-        .body(Full::new(Bytes::from_static(PAGE.as_bytes())))
+        .body(Full::new(Bytes::from_static(PAGE_TEXT.as_bytes())))
         .unwrap()
 }
 
-fn get(path: &str) -> Request<Full<Bytes>> {
+pub(crate) fn get(path: &str) -> Request<Full<Bytes>> {
     Request::get(path)
         .header(header::ACCEPT_ENCODING, "gzip, br")
         .header(header::RANGE, "bytes=0-10")
@@ -159,12 +64,12 @@ fn get(path: &str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
-async fn text<B: Body<Data = Bytes, Error: std::fmt::Debug>>(body: B) -> String {
+pub(crate) async fn text<B: Body<Data = Bytes, Error: std::fmt::Debug>>(body: B) -> String {
     String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
 
 /// The JSON inside the injected element, and the page around it.
-fn snippet(page: &str) -> (String, String) {
+pub(crate) fn snippet(page: &str) -> (String, String) {
     let open = "<script type=\"application/json\" id=\"xmpp-prebind\">";
     let start = page
         .find(open)
@@ -177,37 +82,34 @@ fn snippet(page: &str) -> (String, String) {
 
 #[tokio::test]
 async fn html_page_gets_session_before_head_end_with_next_rid() {
-    let cm = FakeCm::new(Cm::Working);
+    let cm = anonymous_cm().build();
     let service = layer(&cm).layer(app(html_page, Arc::default()));
     let response = service.oneshot(get("/")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let page = text(response.into_body()).await;
     let (json, rest) = snippet(&page);
-    assert_eq!(rest, PAGE, "only the snippet was added");
+    assert_eq!(rest, PAGE_TEXT, "only the snippet was added");
     assert!(
         page.contains("<title>t</title><script"),
         "placed before </head>: {page}"
     );
-    assert_eq!(json_field(&json, "jid"), JID);
-    assert_eq!(json_field(&json, "sid"), "s1");
-    assert_eq!(json_field(&json, "wait"), "60");
+    assert_eq!(json_field(&json, "jid"), ANON_JID);
+    assert_eq!(json_field(&json, "sid"), SID);
+    // The CM's wait: the creation request's, at most 120 (Prosody's cap).
+    assert_eq!(
+        json_field(&json, "wait"),
+        cm.request(0).attr("wait").unwrap()
+    );
     assert_eq!(json_field(&json, "hold"), "1");
-    assert_eq!(json_field(&json, "bosh_service_url"), BOSH_URL);
+    assert_eq!(json_field(&json, "bosh_service_url"), CM_URL);
     // The next RID: one more than the bind request's.
-    let received = cm.received.lock().unwrap().clone();
-    let last: u64 = attribute(received.last().unwrap(), "rid").parse().unwrap();
+    let last = *cm.rids().last().unwrap();
     assert_eq!(json_field(&json, "rid"), (last + 1).to_string());
-}
-
-fn attribute(xml: &str, name: &str) -> String {
-    let needle = format!(" {name}='");
-    let start = xml.find(&needle).unwrap() + needle.len();
-    xml[start..start + xml[start..].find('\'').unwrap()].to_owned()
 }
 
 #[tokio::test]
 async fn injected_response_is_uncacheable_with_no_stale_validators() {
-    let cm = FakeCm::new(Cm::Working);
+    let cm = anonymous_cm().build();
     let seen = Arc::default();
     let service = layer(&cm).layer(app(html_page, Arc::clone(&seen)));
     let response = service.oneshot(get("/")).await.unwrap();
@@ -221,7 +123,7 @@ async fn injected_response_is_uncacheable_with_no_stale_validators() {
     assert!(!headers.contains_key(header::LAST_MODIFIED));
     assert_eq!(response.body().size_hint().upper(), None);
     let length = text(response.into_body()).await.len();
-    assert!(length > PAGE.len());
+    assert!(length > PAGE_TEXT.len());
     // The app was asked for the whole, uncompressed, fresh page.
     let seen = seen.lock().unwrap();
     for name in [
@@ -265,19 +167,23 @@ async fn non_html_non_200_compressed_and_partial_responses_are_untouched() {
         response
     }
     for make in [not_found as fn() -> _, plain_text, gzipped, partial] {
-        let cm = FakeCm::new(Cm::Working);
+        let cm = anonymous_cm().build();
         let service = layer(&cm).layer(app(make, Arc::default()));
         let response = service.oneshot(get("/")).await.unwrap();
         let expected = make();
         assert_eq!(response.status(), expected.status());
         assert_eq!(response.headers(), expected.headers(), "headers untouched");
-        assert_eq!(text(response.into_body()).await, PAGE, "body untouched");
+        assert_eq!(
+            text(response.into_body()).await,
+            PAGE_TEXT,
+            "body untouched"
+        );
     }
 }
 
 #[tokio::test]
 async fn head_post_and_other_paths_start_no_handshake() {
-    let cm = FakeCm::new(Cm::Working);
+    let cm = anonymous_cm().build();
     let service = layer(&cm).layer(app(html_page, Arc::default()));
 
     let head = Request::head("/").body(Full::default()).unwrap();
@@ -292,49 +198,46 @@ async fn head_post_and_other_paths_start_no_handshake() {
     let post = Request::post("/").body(Full::default()).unwrap();
     let response = service.clone().oneshot(post).await.unwrap();
     assert_eq!(response.headers()[header::ETAG], "\"v1\"");
-    assert_eq!(text(response.into_body()).await, PAGE);
+    assert_eq!(text(response.into_body()).await, PAGE_TEXT);
 
     let response = service.clone().oneshot(get("/other")).await.unwrap();
-    assert_eq!(text(response.into_body()).await, PAGE);
+    assert_eq!(text(response.into_body()).await, PAGE_TEXT);
 
-    assert_eq!(cm.requests(), 0, "the CM was never contacted");
+    assert_eq!(cm.requests().len(), 0, "the CM was never contacted");
 }
 
 #[tokio::test]
 async fn page_without_credentials_is_served_without_snippet() {
-    let cm = FakeCm::new(Cm::Working);
+    let cm = anonymous_cm().build();
     let service = layer(&cm)
         .credentials_from_extensions()
         .layer(app(html_page, Arc::default()));
     let response = service.oneshot(get("/")).await.unwrap();
-    assert_eq!(text(response.into_body()).await, PAGE);
-    assert_eq!(cm.requests(), 0);
+    assert_eq!(text(response.into_body()).await, PAGE_TEXT);
+    assert_eq!(cm.requests().len(), 0);
 }
 
 #[tokio::test]
 async fn cm_down_still_serves_the_page_with_the_error_object() {
-    let cm = FakeCm::new(Cm::Refused);
+    let cm = anonymous_cm().fault_always(Fault::Refused).build();
     let service = layer(&cm).layer(app(html_page, Arc::default()));
     let response = service.oneshot(get("/")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let (json, rest) = snippet(&text(response.into_body()).await);
-    assert_eq!(rest, PAGE);
+    assert_eq!(rest, PAGE_TEXT);
     assert_eq!(json_field(&json, "condition"), "remote-connection-failed");
-    assert!(
-        !json.contains("cm.invalid"),
-        "no internal address leaks: {json}"
-    );
+    assert!(!json.contains(CM_HOST), "no internal address leaks: {json}");
     assert!(!json.contains("\"sid\""));
 }
 
 #[tokio::test(start_paused = true)]
 async fn cm_too_slow_still_serves_the_page_within_the_deadline() {
-    let cm = FakeCm::new(Cm::Silent);
+    let cm = anonymous_cm().fault_always(Fault::NoAnswer).build();
     let service = layer(&cm).layer(app(html_page, Arc::default()));
     let started = tokio::time::Instant::now();
     let response = service.oneshot(get("/")).await.unwrap();
     let (json, rest) = snippet(&text(response.into_body()).await);
-    assert_eq!(rest, PAGE);
+    assert_eq!(rest, PAGE_TEXT);
     assert_eq!(json_field(&json, "condition"), "remote-connection-failed");
     assert!(json_field(&json, "error").contains("too slow"), "{json}");
     // The paused clock advanced exactly to the request timeout (2 s).
@@ -343,9 +246,7 @@ async fn cm_too_slow_still_serves_the_page_within_the_deadline() {
 
 #[tokio::test]
 async fn page_streams_before_the_handshake_finishes() {
-    let gate = Arc::new(Semaphore::new(0));
-    let mut cm = FakeCm::new(Cm::Working);
-    cm.gate = Some(Arc::clone(&gate));
+    let cm = anonymous_cm().hold_answers().build();
     let (mut sender, body) = Channel::<Bytes, Infallible>::new(4);
     let body = Arc::new(Mutex::new(Some(body)));
     let app = service_fn(move |_: Request<Full<Bytes>>| {
@@ -373,13 +274,13 @@ async fn page_streams_before_the_handshake_finishes() {
         "sent before the CM answered"
     );
     assert_eq!(
-        cm.requests(),
+        cm.requests().len(),
         1,
         "the handshake had started and is waiting on the CM"
     );
 
     // Now the CM answers; the rest of the page follows the snippet.
-    gate.add_permits(1);
+    cm.release();
     sender
         .send_data(Bytes::from_static(b"</head><body></body></html>"))
         .await
@@ -387,13 +288,13 @@ async fn page_streams_before_the_handshake_finishes() {
     drop(sender);
     let rest = text(body).await;
     let (json, after) = snippet(&rest);
-    assert_eq!(json_field(&json, "jid"), JID);
+    assert_eq!(json_field(&json, "jid"), ANON_JID);
     assert_eq!(after, "</head><body></body></html>");
 }
 
 #[tokio::test]
 async fn trailers_are_forwarded_after_the_snippet() {
-    let cm = FakeCm::new(Cm::Working);
+    let cm = anonymous_cm().build();
     let (mut sender, body) = Channel::<Bytes, Infallible>::new(4);
     let body = Arc::new(Mutex::new(Some(body)));
     let app = service_fn(move |_: Request<Full<Bytes>>| {
@@ -425,8 +326,9 @@ async fn trailers_are_forwarded_after_the_snippet() {
 
 #[tokio::test]
 async fn hostile_jid_cannot_break_out_of_the_snippet() {
-    let mut cm = FakeCm::new(Cm::Working);
-    cm.jid = "x@anon.localhost/</script><script>alert(1)</script><!--\u{2028}";
+    let cm = anonymous_cm()
+        .jid("x@anon.localhost/</script><script>alert(1)</script><!--\u{2028}")
+        .build();
     let service = layer(&cm).layer(app(html_page, Arc::default()));
     let page = text(service.oneshot(get("/")).await.unwrap().into_body()).await;
     assert_eq!(
@@ -449,7 +351,7 @@ async fn marker_prefix_predicate_id_and_renderer_are_configurable() {
             )))
             .unwrap()
     }
-    let cm = FakeCm::new(Cm::Working);
+    let cm = anonymous_cm().build();
     let service = layer(&cm)
         .inject_prefix("/rooms/")
         .inject_when(|head| head.uri.query() == Some("chat"))
@@ -485,48 +387,4 @@ async fn marker_prefix_predicate_id_and_renderer_are_configurable() {
         page.contains("<script type=\"application/json\" id=\"chat-session\">{"),
         "{page}"
     );
-}
-
-#[tokio::test]
-async fn beyond_the_handshake_cap_pages_get_the_error_and_prebinds_503() {
-    let gate = Arc::new(Semaphore::new(0));
-    let mut cm = FakeCm::new(Cm::Working);
-    cm.gate = Some(Arc::clone(&gate));
-    let service = layer(&cm)
-        .max_concurrent_handshakes(1)
-        .layer(app(html_page, Arc::default()));
-    // The first page's handshake is held at the CM.
-    let mut first = Box::pin(service.clone().oneshot(get("/")));
-    let mut first_body = loop {
-        tokio::select! {
-            response = &mut first => break response.unwrap().into_body(),
-            () = tokio::task::yield_now() => {}
-        }
-    };
-    let head = first_body
-        .frame()
-        .await
-        .unwrap()
-        .unwrap()
-        .into_data()
-        .unwrap();
-    assert!(head.starts_with(b"<!doctype html>"));
-    assert_eq!(cm.requests(), 1);
-
-    let page = text(service.clone().oneshot(get("/")).await.unwrap().into_body()).await;
-    let (json, rest) = snippet(&page);
-    assert_eq!(rest, PAGE, "the page is still served");
-    assert_eq!(json_field(&json, "condition"), "policy-violation");
-    let prebind = Request::get("/prebind").body(Full::default()).unwrap();
-    let response = service.clone().oneshot(prebind).await.unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(response.headers()[header::RETRY_AFTER], "1");
-    assert_eq!(cm.requests(), 1, "refused handshakes never reach the CM");
-
-    // Once the first handshake ends, its permit is free again.
-    gate.add_permits(1);
-    let (first_json, _) = snippet(&text(first_body).await);
-    assert_eq!(json_field(&first_json, "jid"), JID);
-    let page = text(service.oneshot(get("/")).await.unwrap().into_body()).await;
-    assert_eq!(json_field(&snippet(&page).0, "jid"), JID);
 }

@@ -1,0 +1,114 @@
+//! Secrets never reach logs, error messages or `Debug` output: passwords,
+//! SASL data, session ids.
+
+use std::sync::{Arc, Mutex};
+
+use bosh_prebind::Credentials;
+use bosh_prebind::test_util::Recorded;
+use http::StatusCode;
+
+use crate::common::get;
+use crate::harness::*;
+
+/// What tracing wrote on one thread, at every level.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Routes the global subscriber's output to the calling thread's capture.
+struct ThreadCapture;
+
+impl std::io::Write for ThreadCapture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|capture| {
+            if let Some(captured) = &*capture.borrow() {
+                captured.0.lock().unwrap().extend_from_slice(bytes);
+            }
+        });
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures this thread's tracing output. A global subscriber at TRACE
+/// (installed once) rather than a scoped one: tests on other threads then
+/// cannot leave a callsite's interest cached as "never".
+fn capture_logs() -> Captured {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(|| ThreadCapture)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+    });
+    let captured = Captured::default();
+    CAPTURE.with(|capture| *capture.borrow_mut() = Some(captured.clone()));
+    captured
+}
+
+/// The base64 payloads of every `<auth/>` and `<response/>` the layer sent.
+fn sasl_payloads(requests: &[Recorded]) -> Vec<String> {
+    let mut payloads = Vec::new();
+    for request in requests.iter().map(Recorded::text) {
+        for element in ["auth", "response"] {
+            if let Some(start) = request.find(&format!("<{element} ")) {
+                let open_end = start + request[start..].find('>').unwrap() + 1;
+                let close = open_end + request[open_end..].find('<').unwrap();
+                payloads.push(request[open_end..close].to_owned());
+            }
+        }
+    }
+    payloads
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn scram_handshakes_log_no_password_sasl_data_or_sid() {
+    let captured = capture_logs();
+
+    let cm = alice_cm(&["SCRAM-SHA-256"]).build();
+    let answer = prebind_as(&cm, alice()).await;
+    answer.assert_json_success();
+    let mut payloads = sasl_payloads(&cm.requests());
+    let failed_cm = alice_cm(&["SCRAM-SHA-1"]).build();
+    let wrong = Credentials::account(ALICE, "not-her-password").unwrap();
+    let failed = send(&failed_cm.layer().credentials(wrong), get()).await;
+    assert_eq!(failed.status, StatusCode::BAD_GATEWAY);
+    payloads.extend(sasl_payloads(&failed_cm.requests()));
+    assert_eq!(payloads.len(), 4, "two SCRAM exchanges, two messages each");
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("prebind handshake done"),
+        "the success was logged: {logs}"
+    );
+    assert!(
+        logs.contains("not-authorized"),
+        "the failure was logged: {logs}"
+    );
+    for secret in [ALICE_PASSWORD, "not-her-password", SID]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(payloads)
+    {
+        assert!(
+            !logs.contains(&secret),
+            "{secret:?} leaked into the logs:\n{logs}"
+        );
+        assert!(
+            !failed.body.contains(&secret),
+            "{secret:?} leaked into the answer"
+        );
+    }
+    let debug = format!("{:?} {:?}", answer.session, alice());
+    assert!(
+        !debug.contains(SID) && !debug.contains(ALICE_PASSWORD),
+        "{debug}"
+    );
+}
