@@ -3,8 +3,10 @@
 //! pre-bound through one node is attached and pinged (XEP-0199) through the
 //! other, by a *separate* HTTP client; two "app instances" (two layers, one
 //! per node, each with its own same-origin pass-through) serve each other's
-//! sessions; and a stopped node makes the layer pointed at it fail fast while
-//! the layer pointed at the other node keeps working.
+//! sessions; a stopped node makes the layer pointed at it fail fast while
+//! the layer pointed at the other node keeps working; and one layer given
+//! both nodes (`PrebindLayer::new_cluster`) keeps pre-binding through B while
+//! A is down, then uses A again once it is back.
 //!
 //! How ejabberd does it (docs/protocol/ejabberd.md, "Two-node cluster"): a
 //! BOSH session belongs to the node that created it; the other node finds the
@@ -16,7 +18,7 @@
 //! `--include-ignored` and no cluster they fail. The node-failure test stops
 //! and restarts node A with `scripts/ejabberd-cluster.sh stop-node a` /
 //! `start-node a`, so it holds [`CLUSTER`] exclusively: the other tests
-//! never run while A is down.
+//! never run while A is down (as does the failover test).
 #![cfg(feature = "rustls")]
 
 mod common;
@@ -26,7 +28,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bosh_prebind::bosh::{BodyType, BoshResponse, IqType};
-use bosh_prebind::{Credentials, Mechanism, PrebindError, PrebindLayer, PrebindSession};
+use bosh_prebind::{BoshUrl, Credentials, Mechanism, PrebindError, PrebindLayer, PrebindSession};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
@@ -69,6 +71,23 @@ fn instance(url: &Uri, credentials: Credentials, passthrough: bool) -> App {
     });
     let mut layer = PrebindLayer::new(bosh_prebind::BoshUrl::try_from(url.clone()).unwrap())
         .credentials(credentials);
+    if passthrough {
+        layer = layer.bosh_passthrough("/bosh");
+    }
+    tower::util::BoxCloneService::new(layer.layer(app))
+}
+
+/// One app instance with both nodes in its list (no load balancer in
+/// front): a short back-off so the test sees A come back quickly.
+fn cluster_instance(credentials: Credentials, passthrough: bool) -> App {
+    let app = service_fn(|_: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"app"))))
+    });
+    let urls = [node_a(), node_b()].map(|url| BoshUrl::try_from(url).unwrap());
+    let mut layer = PrebindLayer::new_cluster(urls)
+        .unwrap()
+        .credentials(credentials)
+        .node_backoff(Duration::from_secs(1), Duration::from_secs(2));
     if passthrough {
         layer = layer.bosh_passthrough("/bosh");
     }
@@ -151,7 +170,18 @@ async fn attach_and_ping(url: &Uri, sid: &str, rid: u64, domain: &str) -> BoshRe
 
 /// Attaches through an app instance's same-origin pass-through (`/bosh`).
 async fn attach_and_ping_through(service: &App, sid: &str, rid: u64, domain: &str) -> BoshResponse {
-    let request = Request::post("/bosh")
+    attach_and_ping_at(service, "/bosh", sid, rid, domain).await
+}
+
+/// Attaches through an app instance's pass-through path `path`.
+async fn attach_and_ping_at(
+    service: &App,
+    path: &str,
+    sid: &str,
+    rid: u64,
+    domain: &str,
+) -> BoshResponse {
+    let request = Request::post(path)
         .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
         .body(Full::new(Bytes::from(ping_body(sid, rid, domain))))
         .unwrap();
@@ -398,5 +428,118 @@ async fn a_stopped_node_fails_fast_and_the_other_keeps_serving() {
     assert!(
         ping_answered(&response),
         "ping through B not answered: {response:?}"
+    );
+}
+
+// One layer, both nodes.
+
+/// Attaches to a session through the URL the layer handed out: the node's
+/// own URL, or the instance's pass-through path for it.
+async fn attach_as_told(service: &App, answer: &Prebound) -> BoshResponse {
+    let url = json_field(&answer.body, "bosh_service_url");
+    let (sid, rid, domain) = (answer.sid(), answer.rid(), answer.domain());
+    if url.starts_with('/') {
+        attach_and_ping_at(service, url, sid, rid, domain).await
+    } else {
+        attach_and_ping(&url.parse().unwrap(), sid, rid, domain).await
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the ejabberd cluster: scripts/test.sh starts it and runs this"]
+async fn one_layer_with_both_nodes_spreads_prebinds_and_each_session_attaches_where_told() {
+    let (a, b) = (node_a(), node_b());
+    let _cluster = CLUSTER.read().await;
+    for passthrough in [false, true] {
+        let service = cluster_instance(anonymous(), passthrough);
+        let mut told = Vec::new();
+        for _ in 0..4 {
+            let answer = prebind_ok(&service).await;
+            let url = json_field(&answer.body, "bosh_service_url").to_owned();
+            let response = attach_as_told(&service, &answer).await;
+            assert!(ping_answered(&response), "through {url}: {response:?}");
+            told.push(url);
+        }
+        told.sort();
+        told.dedup();
+        let expected = if passthrough {
+            vec!["/bosh/0".to_owned(), "/bosh/1".to_owned()]
+        } else {
+            vec![a.to_string(), b.to_string()]
+        };
+        assert_eq!(told, expected, "round-robin over both nodes");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the ejabberd cluster: scripts/test.sh starts it and runs this"]
+async fn one_layer_with_both_nodes_keeps_prebinding_through_b_while_a_is_down() {
+    let (a, b) = (node_a(), node_b());
+    let _cluster = CLUSTER.write().await;
+    let service = cluster_instance(anonymous(), true);
+    for _ in 0..2 {
+        prebind_ok(&service).await;
+    }
+
+    let mut guard = RestartOnPanic(true);
+    let took = cluster_script(&["stop-node", "a"]).await;
+    let refused_after = wait_for_port(&a, false).await;
+    eprintln!("node A stopped in {took:?}; port refused {refused_after:?} later");
+
+    // Every prebind succeeds, at B, well within the deadline; the first one
+    // that meets A's refusal is made at B at once.
+    let mut slowest = Duration::ZERO;
+    for attempt in 0..20 {
+        let started = Instant::now();
+        let answer = prebind(&service).await;
+        let elapsed = started.elapsed();
+        slowest = slowest.max(elapsed);
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "prebind {attempt} while A is down: {}",
+            answer.body
+        );
+        assert_eq!(json_field(&answer.body, "bosh_service_url"), "/bosh/1");
+        assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+        if attempt % 5 == 0 {
+            let response = attach_as_told(&service, &answer).await;
+            assert!(ping_answered(&response), "{response:?}");
+        }
+    }
+    eprintln!("20 prebinds while A was down: all through B, slowest {slowest:?}");
+
+    let took = cluster_script(&["start-node", "a"]).await;
+    let answered_after = wait_for_port(&a, true).await;
+    guard.0 = false;
+    eprintln!("node A restarted and rejoined in {took:?}; port answered {answered_after:?} later");
+
+    // Once its back-off (1 s, at most 2 s here) is over, A is probed and
+    // used again; its sessions attach through the path handed out.
+    let started = Instant::now();
+    let mut made_at_a = 0;
+    while made_at_a < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "A not used again within 15 s of its restart"
+        );
+        let answer = prebind_ok(&service).await;
+        if json_field(&answer.body, "bosh_service_url") == "/bosh/0" {
+            made_at_a += 1;
+            let response = attach_as_told(&service, &answer).await;
+            assert!(ping_answered(&response), "A's new session: {response:?}");
+            // And through B's URL too: the cluster forwards to the owner.
+            let response =
+                attach_and_ping(&b, answer.sid(), answer.rid() + 1, answer.domain()).await;
+            assert!(
+                ping_answered(&response),
+                "A's new session via B: {response:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "A used again {:?} after its port answered",
+        started.elapsed()
     );
 }
