@@ -11,7 +11,12 @@
 //! Flags (each also read from the environment variable in brackets):
 //! `--listen ADDR` [`BOSH_PREBIND_LISTEN`, default `127.0.0.1:3000`],
 //! `--bosh-url URL` [`BOSH_PREBIND_BOSH_URL`, default `http://127.0.0.1:5280/http-bind`;
-//! `https://` works, certificates verified against the public roots],
+//! `https://` works, certificates verified against the public roots; repeat
+//! the flag (the variable: comma-separated) for each node of a cluster with no
+//! load balancer in front, e.g. `--bosh-url http://127.0.0.1:5381/bosh
+//! --bosh-url http://127.0.0.1:5382/bosh` for `scripts/ejabberd-cluster.sh`:
+//! logins go round-robin to the nodes that answer and pages attach through
+//! `/http-bind/0`, `/http-bind/1`, … to the node that made their session],
 //! `--ca-file PEM` [`BOSH_PREBIND_CA_FILE`]: also trust this CA (a CM with a
 //! private certificate),
 //! `--domain DOMAIN` [`BOSH_PREBIND_DOMAIN`, anonymous domain, default `anon.localhost`],
@@ -47,7 +52,8 @@ use tower_http::trace::TraceLayer;
 #[derive(Debug)]
 struct Options {
     listen: SocketAddr,
-    bosh_url: bosh_prebind::BoshUrl,
+    /// One, or the nodes of a cluster.
+    bosh_urls: Vec<bosh_prebind::BoshUrl>,
     ca_file: Option<std::path::PathBuf>,
     credentials: Credentials,
     /// The domain sessions are opened on (the account's, or the anonymous one).
@@ -58,7 +64,7 @@ struct Options {
     strophe: std::path::PathBuf,
 }
 
-const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL] [--ca-file PEM] [--domain DOMAIN] [--jid JID --password PASSWORD] [--static-dir DIR] [--strophe PATH]";
+const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL]... [--ca-file PEM] [--domain DOMAIN] [--jid JID --password PASSWORD] [--static-dir DIR] [--strophe PATH]";
 const FLAGS: [&str; 8] = [
     "listen",
     "bosh-url",
@@ -91,6 +97,8 @@ fn options() -> Result<Options, String> {
             values.insert(flag.to_owned(), value);
         }
     }
+    // Repeatable: the flags, if any, replace the variable's list.
+    let mut bosh_urls: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--help" || arg == "-h" {
@@ -111,6 +119,10 @@ fn options() -> Result<Options, String> {
         if !FLAGS.contains(&flag.as_str()) {
             return Err(format!("unknown flag --{flag}\n{USAGE}"));
         }
+        if flag == "bosh-url" {
+            bosh_urls.push(value);
+            continue;
+        }
         values.insert(flag, value);
     }
     let get = |flag: &str, default: &str| {
@@ -122,9 +134,16 @@ fn options() -> Result<Options, String> {
     let listen = get("listen", "127.0.0.1:3000")
         .parse()
         .map_err(|e| format!("--listen: {e}"))?;
-    let bosh_url = get("bosh-url", "http://127.0.0.1:5280/http-bind")
-        .parse()
-        .map_err(|e| format!("--bosh-url: {e}"))?;
+    if bosh_urls.is_empty() {
+        bosh_urls = get("bosh-url", "http://127.0.0.1:5280/http-bind")
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+    }
+    let bosh_urls = bosh_urls
+        .iter()
+        .map(|url| url.parse().map_err(|e| format!("--bosh-url {url:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let anonymous_domain = get("domain", "anon.localhost");
     let (credentials, session_domain) = match (values.get("jid"), values.get("password")) {
         (Some(jid), Some(password)) => {
@@ -153,7 +172,7 @@ fn options() -> Result<Options, String> {
     let strophe = std::path::PathBuf::from(get("strophe", DEFAULT_STROPHE));
     Ok(Options {
         listen,
-        bosh_url,
+        bosh_urls,
         ca_file: values.get("ca-file").map(std::path::PathBuf::from),
         credentials,
         session_domain,
@@ -220,7 +239,18 @@ async fn main() -> ExitCode {
             }
         };
     }
-    let prebind = PrebindLayer::with_transport(options.bosh_url.clone().into(), transport.build())
+    // With several nodes, each session attaches at /http-bind/{node}.
+    let prebind = match PrebindLayer::cluster_with_transport(
+        options.bosh_urls.iter().cloned(),
+        transport.build(),
+    ) {
+        Ok(prebind) => prebind,
+        Err(error) => {
+            eprintln!("--bosh-url: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let prebind = prebind
         .credentials(options.credentials.clone())
         .bosh_passthrough("/http-bind");
     let app = match &options.static_dir {
@@ -272,7 +302,12 @@ async fn main() -> ExitCode {
     tracing::info!(
         "demo on http://{} (CM {}, logging in as {:?})",
         address,
-        options.bosh_url,
+        options
+            .bosh_urls
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
         options.credentials
     );
     // An injected page goes out in several writes: don't let Nagle hold the

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bosh_prebind::transport::HttpTransportBuilder;
-use bosh_prebind::{BoshUrl, Credentials, HttpTransport};
+use bosh_prebind::{BoshUrl, Credentials, HttpTransport, PrebindLayer};
 use clap::Parser;
 use http::Uri;
 
@@ -36,11 +36,16 @@ pub(crate) struct Args {
     upstream: String,
 
     /// The XMPP server's BOSH URL (connection manager), `http://` or
-    /// `https://`. One for now.
+    /// `https://`. Repeat it for each node of a cluster with no load
+    /// balancer in front (the variable takes a comma-separated list):
+    /// prebinds go round-robin to the nodes that answer, and sessions
+    /// attach through `--bosh-path`/INDEX, forwarded to the node that made
+    /// them.
     #[arg(
         long = "bosh-url",
         env = "BOSH_PREBIND_BOSH_URL",
         value_name = "URL",
+        value_delimiter = ',',
         default_value = "http://127.0.0.1:5280/http-bind"
     )]
     bosh_urls: Vec<String>,
@@ -149,9 +154,11 @@ pub(crate) struct Config {
     pub(crate) listen: SocketAddr,
     /// `http://host:port/`: only the scheme and authority are used.
     pub(crate) upstream: Uri,
-    pub(crate) bosh_url: BoshUrl,
-    /// The client to the CM (with the CAs of `--ca-file`).
-    pub(crate) cm_transport: HttpTransport,
+    /// The CMs: one, or the nodes of a cluster.
+    pub(crate) bosh_urls: Vec<BoshUrl>,
+    /// The layer with those CMs and the client to them (with the CAs of
+    /// `--ca-file`); the other settings are added by `server`.
+    pub(crate) prebind: PrebindLayer<HttpTransport>,
     pub(crate) credentials: Credentials,
     pub(crate) inject_prefixes: Vec<String>,
     pub(crate) prebind_path: String,
@@ -174,18 +181,17 @@ impl Args {
                 "--upstream {upstream}: give only http://host:port (paths are forwarded as they come)"
             ));
         }
-        let bosh_url: BoshUrl = match self.bosh_urls.as_slice() {
-            [url] => url
-                .parse()
-                .map_err(|e| format!("--bosh-url {url:?}: {e}"))?,
-            [] => return Err("--bosh-url: empty".to_owned()),
-            _ => {
-                return Err(
-                    "--bosh-url: only one connection manager is supported for now".to_owned(),
-                );
-            }
-        };
-        let cm_transport = self.cm_transport()?;
+        let bosh_urls = self
+            .bosh_urls
+            .iter()
+            .map(|url| {
+                url.parse::<BoshUrl>()
+                    .map_err(|e| format!("--bosh-url {url:?}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Checks the list too: empty, or a URL given twice.
+        let prebind = PrebindLayer::cluster_with_transport(bosh_urls.clone(), self.cm_transport()?)
+            .map_err(|e| format!("--bosh-url: {e}"))?;
         let credentials = self.credentials()?;
         for (flag, path) in [
             ("--prebind-path", &self.prebind_path),
@@ -215,8 +221,8 @@ impl Args {
         Ok(Config {
             listen: self.listen,
             upstream,
-            bosh_url,
-            cm_transport,
+            bosh_urls,
+            prebind,
             credentials,
             inject_prefixes: self.inject_prefixes,
             prebind_path: self.prebind_path,
@@ -312,8 +318,12 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:3080".parse().unwrap());
         assert_eq!(config.upstream, "http://127.0.0.1:8000/");
         assert_eq!(
-            config.bosh_url.to_string(),
-            "http://127.0.0.1:5280/http-bind"
+            config
+                .bosh_urls
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["http://127.0.0.1:5280/http-bind"]
         );
         assert_eq!(config.inject_prefixes, ["/"]);
         assert!(config.credentials.is_anonymous());
@@ -347,13 +357,31 @@ mod tests {
             ca,
         ])
         .unwrap();
-        assert!(config.bosh_url.is_https());
+        assert!(config.bosh_urls[0].is_https());
         let not_pem = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
         let error = parse(&["--upstream", "http://app", "--ca-file", not_pem]).unwrap_err();
         assert!(
             error.contains("--ca-file: no usable CA certificate"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn several_connection_managers() {
+        let config = parse(&[
+            "--upstream",
+            "http://app",
+            "--bosh-url",
+            "http://10.0.0.1:5280/http-bind",
+            "--bosh-url=http://10.0.0.2:5280/http-bind,http://10.0.0.3:5280/http-bind",
+        ])
+        .unwrap();
+        let hosts: Vec<_> = config
+            .bosh_urls
+            .iter()
+            .map(|url| url.as_uri().host().unwrap().to_owned())
+            .collect();
+        assert_eq!(hosts, ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
     }
 
     #[test]
@@ -416,9 +444,13 @@ mod tests {
                     "--bosh-url",
                     "http://b/x",
                     "--bosh-url",
-                    "http://c/x",
+                    "http://b/x",
                 ],
-                "only one connection manager",
+                "listed twice",
+            ),
+            (
+                &["--upstream", "http://a", "--bosh-url", "http://b/x,"],
+                "--bosh-url \"\"",
             ),
             (
                 &["--upstream", "http://app", "--jid", "alice@localhost"],

@@ -108,7 +108,7 @@ async fn main() -> ExitCode {
     println!("gateway listening on http://{address}");
     tracing::info!(
         upstream = %config.upstream,
-        cm = %config.bosh_url,
+        cm = ?config.bosh_urls,
         credentials = ?config.credentials,
         inject_prefixes = ?config.inject_prefixes,
         "proxying"

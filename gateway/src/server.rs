@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 
-use bosh_prebind::{BoxError, PrebindLayer};
+use bosh_prebind::BoxError;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
@@ -28,20 +28,21 @@ pub(crate) type Gateway = BoxCloneService<Request<Incoming>, Response<Body>, Inf
 /// Builds the service stack; see the picture in the crate docs.
 pub(crate) fn gateway(config: &Config) -> Gateway {
     let prefixes = config.inject_prefixes.clone();
-    let prebind =
-        PrebindLayer::with_transport(config.bosh_url.clone().into(), config.cm_transport.clone())
-            .credentials(config.credentials.clone())
-            .prebind_path(config.prebind_path.clone())
-            .bosh_passthrough(config.bosh_path.clone())
-            .request_timeout(config.request_timeout)
-            .handshake_timeout(config.handshake_timeout)
-            .max_concurrent_handshakes(config.max_handshakes)
-            .inject_when(move |head| {
-                prefixes
-                    .iter()
-                    .any(|p| head.uri.path().starts_with(p.as_str()))
-                    && is_page_load(head)
-            });
+    let prebind = config
+        .prebind
+        .clone()
+        .credentials(config.credentials.clone())
+        .prebind_path(config.prebind_path.clone())
+        .bosh_passthrough(config.bosh_path.clone())
+        .request_timeout(config.request_timeout)
+        .handshake_timeout(config.handshake_timeout)
+        .max_concurrent_handshakes(config.max_handshakes)
+        .inject_when(move |head| {
+            prefixes
+                .iter()
+                .any(|p| head.uri.path().starts_with(p.as_str()))
+                && is_page_load(head)
+        });
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(config.upstream_connect_timeout));
     connector.set_nodelay(true);

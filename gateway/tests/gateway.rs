@@ -402,6 +402,69 @@ async fn a_page_is_still_served_when_the_cm_refuses() {
 }
 
 #[tokio::test]
+async fn with_several_bosh_urls_every_node_is_tried_before_the_page_gets_the_error() {
+    let app = upstream().await;
+    let (cm_a, requests_a) = refusing_cm().await;
+    let (cm_b, requests_b) = refusing_cm().await;
+    let cm_b = cm_b.to_string();
+    let process = start_gateway(app, &cm_a, &["--bosh-url", &cm_b]);
+    let (head, body) = send(process.address, "GET", "/prebind", &[], "").await;
+    assert_eq!(head.status, StatusCode::BAD_GATEWAY);
+    assert!(String::from_utf8_lossy(&body).contains("remote-connection-failed"));
+    assert_eq!(
+        (
+            requests_a.load(Ordering::SeqCst),
+            requests_b.load(Ordering::SeqCst)
+        ),
+        (1, 1),
+        "each node asked once (HTTP 503 to the session creation: node down)"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the ejabberd cluster: scripts/test.sh starts it and runs this"]
+async fn with_both_cluster_nodes_sessions_attach_through_their_node_path() {
+    let a = common::server_url("BOSH_PREBIND_TEST_CLUSTER_A_URL");
+    let b = common::server_url("BOSH_PREBIND_TEST_CLUSTER_B_URL").to_string();
+    let app = upstream().await;
+    let process = start_gateway(app, &a, &["--bosh-url", &b, "--domain", "anon.localhost"]);
+    let mut paths = Vec::new();
+    for _ in 0..2 {
+        let (head, body) = send(process.address, "GET", "/prebind", &[], "").await;
+        assert_eq!(head.status, StatusCode::OK);
+        let json = String::from_utf8(body.to_vec()).unwrap();
+        let path = json_field(&json, "bosh_service_url").to_owned();
+        let ping = format!(
+            "<body xmlns='http://jabber.org/protocol/httpbind' rid='{}' sid='{}'>\
+             <iq xmlns='jabber:client' type='get' id='ping_attach' to='anon.localhost'>\
+             <ping xmlns='urn:xmpp:ping'/></iq></body>",
+            json_field(&json, "rid"),
+            json_field(&json, "sid")
+        );
+        let (head, body) = send(
+            process.address,
+            "POST",
+            &path,
+            &[("content-type", "text/xml; charset=utf-8")],
+            &ping,
+        )
+        .await;
+        assert_eq!(head.status, StatusCode::OK, "{path}");
+        let answer = BoshResponse::parse(&body).unwrap();
+        assert!(
+            answer
+                .iqs
+                .iter()
+                .any(|iq| iq.id.as_deref() == Some("ping_attach") && iq.kind == IqType::Result),
+            "ping through {path} not answered: {answer:?}"
+        );
+        paths.push(path);
+    }
+    paths.sort();
+    assert_eq!(paths, ["/http-bind/0", "/http-bind/1"], "round-robin");
+}
+
+#[tokio::test]
 async fn requests_are_forwarded_with_proxy_headers_and_without_hop_by_hop_fields() {
     let app = upstream().await;
     let (cm, _) = refusing_cm().await;
