@@ -10,6 +10,8 @@
 #   scripts/bench.sh throughput prebinds/s, layer vs raw client, concurrency 1/8/64 (perf/examples/throughput.rs)
 #   scripts/bench.sh criterion  cargo bench --bench handshake|passthrough|inject, inject_memory 1 and 64,
 #                               handshake_latency, the pass-through allocation test, passthrough_stream
+#   scripts/bench.sh cluster    prebinds/s across the two-node ejabberd cluster: 1 app -> node A, 2 apps ->
+#                               A and B, 1 app with both nodes in its list (perf/examples/cluster_load.rs)
 #   scripts/bench.sh plot       only redraw docs/session-ready.svg from the last browser run
 #   scripts/bench.sh machine    only record the machine (nproc, CPU model, kernel, Prosody)
 #
@@ -18,11 +20,16 @@
 # each step that uses it (no live sessions left over from the step before), and stopped at
 # the end if this script started it. The throughput step restarts it before each of its
 # phases (tens of thousands of live sessions slow Prosody down).
+# The ejabberd cluster (scripts/ejabberd-cluster.sh) is shared: `up` is idempotent and this
+# script never stops it; the cluster step waits CLUSTER_SETTLE seconds after each phase so
+# that the phase's sessions expire (mod_bosh max_inactivity, 60 s) before the next.
 # Settings: BENCH_RUNS (browser runs per method and RTT, default 30), THROUGHPUT_SECS
-# (default 10), THROUGHPUT_ROUNDS (default 2), CARGO_BUILD_JOBS (default 2).
+# (default 10), THROUGHPUT_ROUNDS (default 2), CLUSTER_SECS (default 10), CLUSTER_SETTLE
+# (default 60), CARGO_BUILD_JOBS (default 2).
 #
 # Every step is bounded: the browser run has per-page timeouts, the throughput run lasts
-# 3 levels x 2 sides x rounds x THROUGHPUT_SECS, the others a fixed number of requests.
+# 3 levels x 2 sides x rounds x THROUGHPUT_SECS, the cluster run 9 x (CLUSTER_SECS +
+# CLUSTER_SETTLE), the others a fixed number of requests.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -38,7 +45,9 @@ THROUGHPUT_SECS=${THROUGHPUT_SECS:-10}
 THROUGHPUT_ROUNDS=${THROUGHPUT_ROUNDS:-2}
 # The demo is the library's example; the measurement harnesses are examples of the
 # unpublished perf/ crate. Both land in target/release/examples/.
-PERF_EXAMPLES=(latency_proxy page_latency throughput handshake_latency inject_memory)
+PERF_EXAMPLES=(latency_proxy page_latency throughput handshake_latency inject_memory cluster_load)
+CLUSTER_SECS=${CLUSTER_SECS:-10}
+CLUSTER_SETTLE=${CLUSTER_SETTLE:-60}
 
 log() { printf '\n==== bench.sh: %s ====\n' "$*" >&2; }
 mkdir -p "$OUT"
@@ -111,6 +120,13 @@ step_throughput() {
 		--json "$OUT/throughput.json" | tee "$OUT/throughput.md"
 }
 
+step_cluster() {
+	log "cluster load: 1 app -> A, 2 apps -> A and B, 1 app -> [A, B] -> $OUT/cluster-load.{json,md}"
+	scripts/ejabberd-cluster.sh up
+	target/release/examples/cluster_load --secs "$CLUSTER_SECS" --concurrency 8,32,64 \
+		--settle "$CLUSTER_SETTLE" --json "$OUT/cluster-load.json" | tee "$OUT/cluster-load.md"
+}
+
 step_criterion() {
 	local bench
 	for bench in handshake passthrough inject; do
@@ -139,6 +155,7 @@ all)
 	step_page
 	step_throughput
 	step_criterion
+	step_cluster
 	log "done: results in $OUT"
 	;;
 build) step_build ;;
@@ -148,8 +165,9 @@ plot) step_plot ;;
 page) step_build && step_page ;;
 throughput) step_build && step_throughput ;;
 criterion) step_build && step_criterion ;;
+cluster) step_build && step_cluster ;;
 *)
-	sed -n '2,25p' "$0" >&2
+	sed -n '2,33p' "$0" >&2
 	exit 2
 	;;
 esac

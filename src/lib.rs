@@ -141,6 +141,16 @@
 //! the configured CM, so pages attach on their own origin without CORS. The
 //! CM's answers are streamed whatever their size (a vCard photo, a roster, a
 //! MAM page); the browser's request bodies have their own cap (1 MiB).
+//!
+//! # Several connection managers
+//!
+//! The layer keeps no session state: sessions live in the CM, each on the
+//! node that made it. Behind a load balancer, give [`PrebindLayer::new`] its
+//! URL; with no balancer, [`PrebindLayer::new_cluster`] takes the nodes
+//! ([`BoshNode`]): prebinds go round-robin to healthy nodes, a node that
+//! cannot be reached is skipped for a back-off and the prebind is made at
+//! another node (never once a sid exists), and each session's
+//! `bosh_service_url` names its node.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
