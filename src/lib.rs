@@ -6,6 +6,7 @@
 //! use axum::{Router, routing::get};
 //! use bosh_prebind::{Credentials, PrebindLayer};
 //!
+//! # #[cfg(feature = "client")]
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let prebind = PrebindLayer::new("http://127.0.0.1:5280/http-bind".parse()?)
 //!     .credentials(Credentials::anonymous("anon.localhost"));
