@@ -142,6 +142,26 @@ impl Credentials {
         }
     }
 
+    /// The account's bare JID (`alice@example.org`), `None` for an anonymous
+    /// session (whose JID the server picks). What a page hands Converse.js as
+    /// its `jid` option: the account's bare JID, else [`domain`](Self::domain).
+    ///
+    /// ```
+    /// use bosh_prebind::Credentials;
+    ///
+    /// let alice = Credentials::account("alice@Example.org", "secret").unwrap();
+    /// assert_eq!(alice.bare_jid().as_deref(), Some("alice@example.org"));
+    /// assert_eq!(Credentials::anonymous("anon.example.org").bare_jid(), None);
+    /// ```
+    pub fn bare_jid(&self) -> Option<String> {
+        match &self.kind {
+            Kind::Anonymous { .. } => None,
+            Kind::Account {
+                localpart, domain, ..
+            } => Some(format!("{localpart}@{domain}")),
+        }
+    }
+
     /// True for an anonymous session.
     pub fn is_anonymous(&self) -> bool {
         matches!(self.kind, Kind::Anonymous { .. })
@@ -203,6 +223,15 @@ mod tests {
         let shown = format!("{credentials:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("alice@example.org"), "{shown}");
+    }
+
+    #[test]
+    fn bare_jid_is_the_accounts_and_none_for_anonymous() {
+        let bob = Credentials::account("bob@LOCALHOST.", "x")
+            .unwrap()
+            .with_resource("tab-1");
+        assert_eq!(bob.bare_jid().as_deref(), Some("bob@localhost"));
+        assert_eq!(Credentials::anonymous("anon.localhost").bare_jid(), None);
     }
 
     #[test]
