@@ -80,6 +80,7 @@ function converseTest(name, fn) {
               result,
               prebindRequests: seen.filter((r) => r.path === '/prebind').length,
               boshPosts: seen.filter((r) => r.path === '/http-bind').map((r) => r.request.postData() ?? ''),
+              boshRequests: seen.filter((r) => r.path === '/http-bind').map((r) => r.request),
             };
           },
         };
@@ -139,8 +140,16 @@ converseTest('Converse.js on an injected page: zero /prebind requests, one sessi
   assert.notEqual(unused.sid, snippet.sid);
   assert.equal(reload.prebindRequests, 0, 'no /prebind request on reload');
   assert.equal(reload.sessions, 1, 'the server made (and injected) one session for the reload');
-  const terminate = reload.boshPosts.find((body) => body.includes("type='terminate'"));
-  assert.ok(terminate?.includes(`sid='${unused.sid}'`), `the unused injected session is terminated: ${reload.boshPosts.join('\n')}`);
+  const terminate = reload.boshRequests.find((request) => (request.postData() ?? '').includes("type='terminate'"));
+  assert.ok(terminate?.postData().includes(`sid='${unused.sid}'`), `the unused injected session is terminated: ${reload.boshPosts.join('\n')}`);
+  // Ended at the CM: the next request on it is refused (it would be held otherwise).
+  const probe = await fetch(`${origin}/http-bind`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'text/xml; charset=utf-8' },
+    body: `<body xmlns='http://jabber.org/protocol/httpbind' rid='${unused.rid + 1}' sid='${unused.sid}'/>`,
+    signal: AbortSignal.timeout(10000),
+  });
+  assert.match(await probe.text(), /condition=['"]item-not-found['"]/, 'the unused session is gone at the CM');
   console.log(`converse injected: load 1 → ${first.sessions} session(s), ${first.prebindRequests} /prebind; `
     + `reload → ${reload.sessions} session(s) made (unused, terminated), ${reload.prebindRequests} /prebind, restored ${reload.result.jid}`);
 });
@@ -156,6 +165,29 @@ converseTest('before: Converse with prebind_url = /prebind on an injected page m
   assert.equal(load.prebindRequests, 1, 'one GET /prebind');
   assert.equal(load.sessions, 2, 'the injected session and the /prebind one');
   console.log(`converse via /prebind (before): ${load.sessions} sessions, ${load.prebindRequests} /prebind request`);
+});
+
+converseTest('Converse.js: an error snippet falls back to GET /prebind; a reuse snippet restores, else GETs /prebind', async (t) => {
+  const origin = await t.start('demo', 'demo', []);
+  const tab = await t.tab();
+  const failed = await tab.load((page) => page.goto(`${origin}/converse.html?via=error`));
+  assert.equal(failed.result.method, 'prebind');
+  assert.match(failed.result.jid, ANONYMOUS_JID);
+  assert.equal(failed.prebindRequests, 1, 'one GET /prebind after an error snippet');
+
+  // {"reuse":true} with a live session in this tab: Converse restores it, no request.
+  const reused = await tab.load((page) => page.goto(`${origin}/converse.html?via=reuse`));
+  assert.equal(reused.result.method, 'restored');
+  assert.equal(reused.result.jid, failed.result.jid);
+  assert.equal(reused.prebindRequests, 0);
+  assert.ok(!reused.boshPosts.some((body) => body.includes("type='terminate'")), 'nothing to end: no injected session was taken');
+
+  // {"reuse":true} in a fresh tab (nothing stored): GET /prebind.
+  const fresh = await t.tab();
+  const nothing = await fresh.load((page) => page.goto(`${origin}/converse.html?via=reuse`));
+  assert.equal(nothing.result.method, 'reuse');
+  assert.match(nothing.result.jid, ANONYMOUS_JID);
+  assert.equal(nothing.prebindRequests, 1);
 });
 
 converseTest('Converse.js of an account: the injected session, then a reload restores it', async (t) => {

@@ -41,8 +41,8 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
+use bosh_prebind::http::{self, header}; // the http crate, re-exported
 use bosh_prebind::{Credentials, PrebindLayer};
-use http::header;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
