@@ -102,7 +102,7 @@ const xmlAttr = (value) => String(value).replace(/&/g, '&amp;').replace(/</g, '&
  * Starts Converse with the page's injected session. `settings` are Converse's own
  * (`jid`: the bare JID the page is for, or the anonymous domain: Converse then refuses a
  * stored session of anyone else); `authentication`, `auto_login`, `prebind_url` and
- * (unless given) `bosh_service_url` are set here. `onConnected({api, jid, method,
+ * (unless given) `bosh_service_url` (the snippet's, else '/http-bind') are set here. `onConnected({api, jid, method,
  * snippet})` runs once connected: `method` is 'injected' (attached to the injected
  * session), 'restored' (keepalive), 'prebind' (GET `fallback`) or 'reuse' (a reuse
  * marker, but nothing to restore: GET `fallback`).
