@@ -85,7 +85,13 @@
 //! Chosen per request by a [`CredentialsSource`]: a fixed [`Credentials`]
 //! (anonymous on a domain, or an account), [`FromExtensions`] (your auth
 //! middleware inserts a [`Credentials`] into the request extensions), or an
-//! async closure ([`PrebindLayer::credentials_fn`]). Accounts use the
+//! async closure ([`PrebindLayer::credentials_fn`], given the request head,
+//! [`http::request::Parts`], re-exported as `bosh_prebind::http`); guests can
+//! fall back to an anonymous session
+//! ([`PrebindLayer::credentials_from_extensions_or_anonymous`]). Your auth
+//! middleware must run *before* this layer (be outside it: in axum,
+//! `.layer(prebind).layer(auth)`), or it has not inserted anything yet when
+//! the layer looks. Accounts use the
 //! strongest of SCRAM-SHA-256, SCRAM-SHA-1 and PLAIN that the server offers;
 //! anonymous sessions use ANONYMOUS. Sessions are only opened on allowed
 //! domains ([`PrebindLayer::allow_domain`]; fixed credentials allow their own).
@@ -157,6 +163,11 @@ pub mod protocol;
 pub mod test_util;
 pub mod transport;
 
+/// The `http` crate this one is built on (its 1.x), re-exported so that
+/// credentials sources and predicates can name
+/// [`http::request::Parts`] without a dependency of their own.
+pub use http;
+
 // The sans-IO modules at their historical paths.
 pub use html::scanner as inject;
 pub use protocol::{bosh, handshake};
@@ -165,7 +176,7 @@ pub use error::PrebindError;
 pub use html::snippet::SnippetContext;
 pub use middleware::body::PrebindBody;
 pub use middleware::credentials_source::{
-    CredentialsFn, CredentialsFuture, CredentialsSource, FromExtensions,
+    CredentialsFn, CredentialsFuture, CredentialsSource, FromExtensions, FromExtensionsOr,
 };
 pub use middleware::future::ResponseFuture;
 pub use middleware::layer::PrebindLayer;

@@ -149,6 +149,32 @@ impl Config {
     pub(crate) fn bosh_service_url(&self) -> &str {
         &self.public_bosh_url
     }
+
+    /// The CM's URL for server-side logs: scheme, host, port and path, never
+    /// a user-info part or a query (they may hold secrets).
+    pub(crate) fn cm_for_logs(&self) -> CmForLogs<'_> {
+        CmForLogs(&self.client.bosh_url)
+    }
+}
+
+/// Displays a CM URL without its user-info and query: see
+/// [`Config::cm_for_logs`].
+pub(crate) struct CmForLogs<'a>(&'a Uri);
+
+impl fmt::Display for CmForLogs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let uri = self.0;
+        if let Some(scheme) = uri.scheme_str() {
+            write!(f, "{scheme}://")?;
+        }
+        if let Some(host) = uri.host() {
+            f.write_str(host)?;
+        }
+        if let Some(port) = uri.port_u16() {
+            write!(f, ":{port}")?;
+        }
+        f.write_str(uri.path())
+    }
 }
 
 impl fmt::Debug for Config {
@@ -169,5 +195,25 @@ impl fmt::Debug for Config {
             .field("inject_prefixes", &self.pages.prefixes)
             .field("marker", &String::from_utf8_lossy(&self.pages.marker))
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cm_url_in_logs_has_no_user_info_or_query() {
+        let config = Config::new(
+            "https://user:pw@xmpp.example.org:5281/http-bind?token=t"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            config.cm_for_logs().to_string(),
+            "https://xmpp.example.org:5281/http-bind"
+        );
+        let config = Config::new("http://[::1]/bosh".parse().unwrap());
+        assert_eq!(config.cm_for_logs().to_string(), "http://[::1]/bosh");
     }
 }

@@ -108,6 +108,16 @@ impl<T> PrebindLayer<T> {
         self.credentials(FromExtensions)
     }
 
+    /// Reads the [`Credentials`](crate::Credentials) that the application's
+    /// own middleware put into the request extensions, and logs guests (no
+    /// credentials there) in anonymously on `domain`, which is allowed
+    /// automatically. The domains of your users must be allowed with
+    /// [`allow_domain`](Self::allow_domain). Same as
+    /// `.credentials(FromExtensions.or_anonymous(domain))`.
+    pub fn credentials_from_extensions_or_anonymous(self, domain: impl AsRef<str>) -> Self {
+        self.credentials(FromExtensions.or_anonymous(domain))
+    }
+
     /// Decides per request with an async closure given the request head.
     ///
     /// ```
