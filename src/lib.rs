@@ -150,6 +150,7 @@ pub use middleware::credentials_source::{
 };
 pub use middleware::future::ResponseFuture;
 pub use middleware::layer::PrebindLayer;
+pub use middleware::pool::{PoolHandle, PoolStats};
 pub use middleware::prebind_request::PrebindRequest;
 pub use middleware::service::Prebind;
 pub use protocol::credentials::{Credentials, InvalidJid, Mechanism};

@@ -1,12 +1,14 @@
-//! Opening a session for a request: the domain check, a permit of the
-//! handshake cap, the handshake settings, and the driver run. Shared by the
-//! prebind path and injected pages.
+//! Opening a session for a request: the domain check, a session of the warm
+//! pool if there is one, else a permit of the handshake cap, the handshake
+//! settings, and the driver run. Shared by the prebind path and injected
+//! pages.
 
 use std::sync::Arc;
 
 use crate::driver;
 use crate::error::PrebindError;
 use crate::middleware::config::Config;
+use crate::middleware::pool::Take;
 use crate::middleware::prebind_request::PrebindRequest;
 use crate::protocol::credentials::Credentials;
 use crate::protocol::handshake::{HandshakeConfig, PrebindSession};
@@ -26,10 +28,37 @@ pub(crate) async fn establish<T: BoshTransport>(
             to.unwrap_or_else(|| domain.to_owned()),
         ));
     }
+    let pool = config.pool.as_ref().map(|link| &link.0);
+    if let Some(pool) = pool {
+        // The pool's sessions were made with the defaults: a request that
+        // fixes its own RID, wait or hold gets its own handshake.
+        if asked.rid.is_some() || asked.wait.is_some() || asked.hold.is_some() {
+            pool.bypassed(config);
+        } else if let Take::Hit(session) = pool.take(config) {
+            return Ok(session);
+        }
+    }
     // Held until the handshake ends (or is dropped).
     let _permit = Arc::clone(&config.handshakes)
         .try_acquire_owned()
         .map_err(|_| PrebindError::Overloaded)?;
+    driver::run(
+        transport,
+        &config.client,
+        handshake_config(config, credentials, asked),
+    )
+    .await
+}
+
+/// The handshake for `credentials` with what the request asked for (RID,
+/// `wait` and `hold` clamped) and the layer's settings; the warm pool makes
+/// its sessions with the defaults through this too, so they are exactly
+/// like a request's.
+pub(crate) fn handshake_config(
+    config: &Config,
+    credentials: Credentials,
+    asked: &PrebindRequest,
+) -> HandshakeConfig {
     let mut handshake = HandshakeConfig::new(credentials);
     handshake.first_rid = asked.rid;
     handshake.wait = clamp(asked.wait, config.default_wait, config.max_wait);
@@ -37,7 +66,7 @@ pub(crate) async fn establish<T: BoshTransport>(
     handshake.lang.clone_from(&config.lang);
     handshake.route.clone_from(&config.route);
     handshake.scram_cache.clone_from(&config.scram_cache);
-    driver::run(transport, &config.client, handshake).await
+    handshake
 }
 
 /// A client's value clamped to `1..=max`, or the default.
