@@ -22,7 +22,9 @@
 //! built-in pages,
 //! `--strophe PATH` [`BOSH_PREBIND_STROPHE`, default the npm package's
 //! `browser/node_modules/strophe.js/dist/strophe.umd.min.js`, installed by
-//! `npm ci --prefix browser`]: the Strophe.js the built-in pages load.
+//! `npm ci --prefix browser`]: the Strophe.js the built-in pages load,
+//! `--pool N` [`BOSH_PREBIND_POOL`, default 0: none]: keep up to N sessions
+//! bound ahead of demand (the warm pool, README); Ctrl-C terminates them.
 //!
 //! Built-in pages (`examples/demo/`): `/` gets a session injected and attaches
 //! Strophe.js to it (zero round trips); `/classic.html` is not injected and
@@ -56,10 +58,11 @@ struct Options {
     anonymous_domain: String,
     static_dir: Option<std::path::PathBuf>,
     strophe: std::path::PathBuf,
+    pool: usize,
 }
 
-const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL] [--ca-file PEM] [--domain DOMAIN] [--jid JID --password PASSWORD] [--static-dir DIR] [--strophe PATH]";
-const FLAGS: [&str; 8] = [
+const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL] [--ca-file PEM] [--domain DOMAIN] [--jid JID --password PASSWORD] [--static-dir DIR] [--strophe PATH] [--pool N]";
+const FLAGS: [&str; 9] = [
     "listen",
     "bosh-url",
     "ca-file",
@@ -68,6 +71,7 @@ const FLAGS: [&str; 8] = [
     "password",
     "static-dir",
     "strophe",
+    "pool",
 ];
 /// The Strophe.js of the npm package `browser/` installs.
 const DEFAULT_STROPHE: &str = concat!(
@@ -86,6 +90,7 @@ fn options() -> Result<Options, String> {
         ("password", "BOSH_PREBIND_PASSWORD"),
         ("static-dir", "BOSH_PREBIND_STATIC_DIR"),
         ("strophe", "BOSH_PREBIND_STROPHE"),
+        ("pool", "BOSH_PREBIND_POOL"),
     ] {
         if let Ok(value) = std::env::var(var) {
             values.insert(flag.to_owned(), value);
@@ -151,6 +156,9 @@ fn options() -> Result<Options, String> {
         }
     }
     let strophe = std::path::PathBuf::from(get("strophe", DEFAULT_STROPHE));
+    let pool = get("pool", "0")
+        .parse()
+        .map_err(|e| format!("--pool: {e}"))?;
     Ok(Options {
         listen,
         bosh_url,
@@ -160,6 +168,7 @@ fn options() -> Result<Options, String> {
         anonymous_domain,
         static_dir,
         strophe,
+        pool,
     })
 }
 
@@ -222,7 +231,9 @@ async fn main() -> ExitCode {
     }
     let prebind = PrebindLayer::with_transport(options.bosh_url.clone().into(), transport.build())
         .credentials(options.credentials.clone())
-        .bosh_passthrough("/http-bind");
+        .bosh_passthrough("/http-bind")
+        .pool(options.pool);
+    let pool = prebind.pool_handle();
     let app = match &options.static_dir {
         // Pages of the directory, and its indexes, get a session.
         Some(dir) => Router::new()
@@ -280,7 +291,21 @@ async fn main() -> ExitCode {
     let listener = listener.tap_io(|stream| {
         let _ = stream.set_nodelay(true);
     });
-    if let Err(error) = axum::serve(listener, app).await {
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    // Pooled sessions are ended at the CM, not left to expire there.
+    let stats = pool.stats();
+    if tokio::time::timeout(std::time::Duration::from_secs(10), pool.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the warm pool's sessions were not all terminated in 10 s");
+    }
+    tracing::info!(?stats, "warm pool at shutdown");
+    if let Err(error) = served {
         eprintln!("server error: {error}");
         return ExitCode::FAILURE;
     }
