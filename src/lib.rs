@@ -117,6 +117,15 @@
 //! `Retry-After`), and prebinds from other sites are refused. SCRAM salted
 //! passwords are cached across logins ([`ScramCache`]).
 //!
+//! # Warm pool
+//!
+//! With a fixed identity, [`PrebindLayer::pool`] keeps sessions bound ahead
+//! of demand, so the prebind path and pages take one with no CM round trip;
+//! its size follows demand, a session is handed out only below half the
+//! CM's `inactivity` (XEP-0124 §7) and is terminated otherwise (§12).
+//! [`PrebindLayer::pool_handle`] gives its [`PoolStats`] and
+//! [`PoolHandle::shutdown`].
+//!
 //! # Same-origin BOSH
 //!
 //! [`PrebindLayer::bosh_passthrough`] forwards BOSH requests on one path to

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::driver;
 use crate::error::PrebindError;
 use crate::middleware::config::Config;
-use crate::middleware::pool::Take;
+use crate::middleware::pool::{Recipe, Take};
 use crate::middleware::prebind_request::PrebindRequest;
 use crate::protocol::credentials::Credentials;
 use crate::protocol::handshake::{HandshakeConfig, PrebindSession};
@@ -28,13 +28,13 @@ pub(crate) async fn establish<T: BoshTransport>(
             to.unwrap_or_else(|| domain.to_owned()),
         ));
     }
-    let pool = config.pool.as_ref().map(|link| &link.0);
-    if let Some(pool) = pool {
+    if let Some(link) = &config.pool {
+        let owner = std::ptr::from_ref(config) as usize;
         // The pool's sessions were made with the defaults: a request that
         // fixes its own RID, wait or hold gets its own handshake.
         if asked.rid.is_some() || asked.wait.is_some() || asked.hold.is_some() {
-            pool.bypassed(config);
-        } else if let Take::Hit(session) = pool.take(config) {
+            link.0.bypassed(owner);
+        } else if let Take::Hit(session) = link.0.take(owner) {
             return Ok(session);
         }
     }
@@ -48,6 +48,34 @@ pub(crate) async fn establish<T: BoshTransport>(
         handshake_config(config, credentials, asked),
     )
     .await
+}
+
+/// Starts the warm pool's task, if the layer has a pool, on the first
+/// prebind or page request inside a tokio runtime (later calls cost one
+/// atomic load). Only for a fixed identity: see `PrebindLayer::pool`.
+pub(crate) fn start_pool<T: BoshTransport>(config: &Arc<Config>, transport: &T) {
+    let Some(link) = &config.pool else {
+        return;
+    };
+    if link.0.is_started() {
+        return;
+    }
+    let Some(credentials) = &config.pool_credentials else {
+        if link.0.first_warning() {
+            tracing::warn!(
+                "the warm pool needs a fixed `Credentials` source; with a per-request source it is not used"
+            );
+        }
+        return;
+    };
+    link.0
+        .start(std::ptr::from_ref::<Config>(config) as usize, || Recipe {
+            transport: transport.clone(),
+            settings: config.client.clone(),
+            handshake: handshake_config(config, credentials.clone(), &PrebindRequest::default()),
+            handshakes: Arc::clone(&config.handshakes),
+            max_handshakes: config.max_handshakes,
+        });
 }
 
 /// The handshake for `credentials` with what the request asked for (RID,

@@ -47,7 +47,6 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::driver::{self, ClientSettings};
-use crate::middleware::config::Config;
 use crate::protocol::handshake::{HandshakeConfig, PrebindSession};
 use crate::transport::BoshTransport;
 
@@ -299,13 +298,14 @@ impl PoolShared {
         self.max
     }
 
-    fn is_owner(&self, config: &Config) -> bool {
-        self.owner.get().copied() == Some(std::ptr::from_ref(config) as usize)
+    fn is_owner(&self, owner: usize) -> bool {
+        self.owner.get().copied() == Some(owner)
     }
 
-    /// For a request with the pool's defaults: the oldest usable session.
-    pub(crate) fn take(&self, config: &Config) -> Take {
-        if !self.is_owner(config) {
+    /// For a request with the pool's defaults, from the configuration at
+    /// address `owner`: the oldest usable session.
+    pub(crate) fn take(&self, owner: usize) -> Take {
+        if !self.is_owner(owner) {
             return Take::NotPooled;
         }
         let now = Instant::now();
@@ -343,8 +343,8 @@ impl PoolShared {
     }
 
     /// A request that fixed its own `rid`, `wait` or `hold`.
-    pub(crate) fn bypassed(&self, config: &Config) {
-        if self.is_owner(config) {
+    pub(crate) fn bypassed(&self, owner: usize) {
+        if self.is_owner(owner) {
             self.counters.bypassed.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -397,63 +397,72 @@ impl PoolShared {
     }
 }
 
-/// Starts the pool's task on the first prebind or page request made inside
-/// a tokio runtime (once; later calls cost one atomic load).
-pub(crate) fn start<T: BoshTransport>(config: &Arc<Config>, transport: &T) {
-    let Some(link) = &config.pool else {
-        return;
-    };
-    let shared = &link.0;
-    if shared.started.load(Ordering::Acquire) {
-        return;
-    }
-    let Some(credentials) = &config.pool_credentials else {
-        if !shared.warned.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                "the warm pool needs a fixed `Credentials` source; with a per-request source it is not used"
-            );
-        }
-        return;
-    };
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    if shared
-        .started
-        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
-        return;
-    }
-    let max_refills = MAX_PARALLEL_REFILLS.min(config.max_handshakes / 2);
-    if shared.max == 0 || max_refills == 0 {
-        tracing::warn!(
-            max_concurrent_handshakes = config.max_handshakes,
-            "the warm pool needs max_concurrent_handshakes >= 2 (refills take at most half); it is not used"
-        );
-        return;
-    }
-    let _ = shared
-        .owner
-        .set(std::ptr::from_ref::<Config>(config) as usize);
-    lock(&shared.inner).running = true;
-    let refill = Refill {
-        shared: Arc::clone(shared),
-        transport: Mutex::new(transport.clone()),
-        settings: config.client.clone(),
-        handshake: crate::middleware::establish::handshake_config(
-            config,
-            credentials.clone(),
-            &crate::PrebindRequest::default(),
-        ),
-        handshakes: Arc::clone(&config.handshakes),
-        max_refills,
-    };
-    runtime.spawn(refill.run());
+/// What the pool's task is given when it starts: the transport and the
+/// handshake settings of the configuration that started it (no reference to
+/// the configuration itself, so that dropping every layer and service closes
+/// the pool).
+pub(crate) struct Recipe<T> {
+    pub(crate) transport: T,
+    pub(crate) settings: ClientSettings,
+    /// The handshake of a request with all the defaults.
+    pub(crate) handshake: HandshakeConfig,
+    pub(crate) handshakes: Arc<Semaphore>,
+    pub(crate) max_handshakes: usize,
 }
 
-/// What the pool's task needs: no reference to the configuration, so that
-/// dropping every layer and service closes the pool.
+impl PoolShared {
+    /// True once the task was started (or the pool found unusable).
+    pub(crate) fn is_started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+    }
+
+    /// True the first time only: for a warning logged once.
+    pub(crate) fn first_warning(&self) -> bool {
+        !self.warned.swap(true, Ordering::Relaxed)
+    }
+
+    /// Starts the pool's task (once) inside the current tokio runtime, for
+    /// the requests of the configuration at address `owner`; `recipe` is
+    /// called only then.
+    pub(crate) fn start<T: BoshTransport>(
+        self: &Arc<Self>,
+        owner: usize,
+        recipe: impl FnOnce() -> Recipe<T>,
+    ) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self
+            .started
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let recipe = recipe();
+        let max_refills = MAX_PARALLEL_REFILLS.min(recipe.max_handshakes / 2);
+        if self.max == 0 || max_refills == 0 {
+            tracing::warn!(
+                max_concurrent_handshakes = recipe.max_handshakes,
+                "the warm pool needs max_concurrent_handshakes >= 2 (refills take at most half); it is not used"
+            );
+            return;
+        }
+        let _ = self.owner.set(owner);
+        lock(&self.inner).running = true;
+        let refill = Refill {
+            shared: Arc::clone(self),
+            transport: Mutex::new(recipe.transport),
+            settings: recipe.settings,
+            handshake: recipe.handshake,
+            handshakes: recipe.handshakes,
+            max_refills,
+        };
+        runtime.spawn(refill.run());
+    }
+}
+
+/// The pool's task and its refills.
 struct Refill<T> {
     shared: Arc<PoolShared>,
     /// In a mutex only to be `Sync` (a transport need only be `Send`):

@@ -13,12 +13,12 @@ use crate::html::scanner::HtmlScanner;
 use crate::middleware::body::PrebindBody;
 use crate::middleware::config::Config;
 use crate::middleware::endpoint;
+use crate::middleware::establish;
 use crate::middleware::future::ResponseFuture;
 use crate::middleware::page_policy::strip_request_validators;
 use crate::middleware::page_session::PendingSnippet;
 use crate::middleware::page_session::page_snippet;
 use crate::middleware::passthrough;
-use crate::middleware::pool;
 use crate::transport::{BoshTransport, BoxError};
 
 /// The service [`PrebindLayer`](crate::PrebindLayer) produces.
@@ -71,7 +71,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let path = request.uri().path();
         if path == self.config.prebind_path {
-            pool::start(&self.config, &self.transport);
+            establish::start_pool(&self.config, &self.transport);
             let config = Arc::clone(&self.config);
             let transport = self.transport.clone();
             return ResponseFuture::answered(Box::pin(endpoint::answer(
@@ -100,7 +100,7 @@ where
         if parts.method == Method::HEAD {
             return ResponseFuture::head(self.inner.call(Request::from_parts(parts, body)));
         }
-        pool::start(&self.config, &self.transport);
+        establish::start_pool(&self.config, &self.transport);
         // Start the handshake now, before the inner service runs.
         let snippet = page_snippet(Arc::clone(&self.config), self.transport.clone(), &parts);
         let scanner = HtmlScanner::new(&pages.marker, pages.marker_only);
