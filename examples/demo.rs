@@ -26,6 +26,8 @@
 //! `--converse DIR` [`BOSH_PREBIND_CONVERSE`, default the npm package's
 //! `browser/node_modules/converse.js/dist`]: the Converse.js 14 `dist`
 //! directory `/converse.html` loads (served at `/vendor/converse/`).
+//! `--pool N` [`BOSH_PREBIND_POOL`, default 0: none]: keep up to N sessions
+//! bound ahead of demand (the warm pool, README); Ctrl-C terminates them.
 //!
 //! Built-in pages (`examples/demo/`): `/` gets a session injected and attaches
 //! Strophe.js to it (zero round trips); `/classic.html` is not injected and
@@ -34,7 +36,7 @@
 //! normal anonymous login on `--domain`. `/converse.html` gets a session
 //! injected and hands it to Converse.js 14 (`converse-prebind.js`: a `blob:`
 //! `prebind_url`, zero round trips). Browsers reach the CM through
-//! `/http-bind` on this origin. `GET /stats` answers `{"handshakes":N}`: the
+//! `/http-bind` on this origin. `GET /stats` answers `{"handshakes":N}` (0 with `--pool`): the
 //! handshakes this demo started (one per session handed out or injected,
 //! whether used or not), for the browser tests.
 
@@ -66,10 +68,11 @@ struct Options {
     static_dir: Option<std::path::PathBuf>,
     strophe: std::path::PathBuf,
     converse: std::path::PathBuf,
+    pool: usize,
 }
 
-const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL] [--ca-file PEM] [--domain DOMAIN] [--jid JID --password PASSWORD] [--static-dir DIR] [--strophe PATH] [--converse DIR]";
-const FLAGS: [&str; 9] = [
+const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL] [--ca-file PEM] [--domain DOMAIN] [--jid JID --password PASSWORD] [--static-dir DIR] [--strophe PATH] [--converse DIR] [--pool N]";
+const FLAGS: [&str; 10] = [
     "listen",
     "bosh-url",
     "ca-file",
@@ -79,6 +82,7 @@ const FLAGS: [&str; 9] = [
     "static-dir",
     "strophe",
     "converse",
+    "pool",
 ];
 /// The Strophe.js of the npm package `browser/` installs.
 const DEFAULT_STROPHE: &str = concat!(
@@ -103,6 +107,7 @@ fn options() -> Result<Options, String> {
         ("static-dir", "BOSH_PREBIND_STATIC_DIR"),
         ("strophe", "BOSH_PREBIND_STROPHE"),
         ("converse", "BOSH_PREBIND_CONVERSE"),
+        ("pool", "BOSH_PREBIND_POOL"),
     ] {
         if let Ok(value) = std::env::var(var) {
             values.insert(flag.to_owned(), value);
@@ -169,6 +174,9 @@ fn options() -> Result<Options, String> {
     }
     let strophe = std::path::PathBuf::from(get("strophe", DEFAULT_STROPHE));
     let converse = std::path::PathBuf::from(get("converse", DEFAULT_CONVERSE));
+    let pool = get("pool", "0")
+        .parse()
+        .map_err(|e| format!("--pool: {e}"))?;
     Ok(Options {
         listen,
         bosh_url,
@@ -179,6 +187,7 @@ fn options() -> Result<Options, String> {
         static_dir,
         strophe,
         converse,
+        pool,
     })
 }
 
@@ -283,17 +292,27 @@ async fn main() -> ExitCode {
     }
     let handshakes = Arc::new(AtomicU64::new(0));
     let prebind = PrebindLayer::with_transport(options.bosh_url.clone().into(), transport.build())
-        .credentials(Counted {
+        .bosh_passthrough("/http-bind");
+    // The warm pool serves a fixed `Credentials` only (a wrapper such as
+    // `Counted` is a per-request source to the layer): with --pool, /stats
+    // counts nothing.
+    let prebind = if options.pool > 0 {
+        prebind
+            .credentials(options.credentials.clone())
+            .pool(options.pool)
+    } else {
+        prebind.credentials(Counted {
             credentials: options.credentials.clone(),
             handshakes: handshakes.clone(),
         })
-        .bosh_passthrough("/http-bind");
+    };
     let stats = get(move || async move {
         (
             [(header::CACHE_CONTROL, "no-store")],
             axum::Json(stats_body(handshakes.load(Ordering::Relaxed))),
         )
     });
+    let pool = prebind.pool_handle();
     let app = match &options.static_dir {
         // Pages of the directory, and its indexes, get a session.
         Some(dir) => Router::new()
@@ -367,7 +386,21 @@ async fn main() -> ExitCode {
     let listener = listener.tap_io(|stream| {
         let _ = stream.set_nodelay(true);
     });
-    if let Err(error) = axum::serve(listener, app).await {
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    // Pooled sessions are ended at the CM, not left to expire there.
+    let stats = pool.stats();
+    if tokio::time::timeout(std::time::Duration::from_secs(10), pool.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the warm pool's sessions were not all terminated in 10 s");
+    }
+    tracing::info!(?stats, "warm pool at shutdown");
+    if let Err(error) = served {
         eprintln!("server error: {error}");
         return ExitCode::FAILURE;
     }

@@ -142,6 +142,15 @@
 //! `Retry-After`), and prebinds from other sites are refused. SCRAM salted
 //! passwords are cached across logins ([`ScramCache`]).
 //!
+//! # Warm pool
+//!
+//! With a fixed identity, [`PrebindLayer::pool`] keeps sessions bound ahead
+//! of demand, so the prebind path and pages take one with no CM round trip;
+//! its size follows demand, a session is handed out only below half the
+//! CM's `inactivity` (XEP-0124 §7) and is terminated otherwise (§12).
+//! [`PrebindLayer::pool_handle`] gives its [`PoolStats`] and
+//! [`PoolHandle::shutdown`].
+//!
 //! # Same-origin BOSH
 //!
 //! [`PrebindLayer::bosh_passthrough`] forwards BOSH requests on one path to
@@ -180,6 +189,7 @@ pub use middleware::credentials_source::{
 };
 pub use middleware::future::ResponseFuture;
 pub use middleware::layer::PrebindLayer;
+pub use middleware::pool::{PoolHandle, PoolStats};
 pub use middleware::prebind_request::PrebindRequest;
 pub use middleware::service::Prebind;
 pub use protocol::credentials::{Credentials, InvalidJid, Mechanism};

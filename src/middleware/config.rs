@@ -13,6 +13,8 @@ use tokio::sync::Semaphore;
 use crate::driver::ClientSettings;
 use crate::html::snippet::Renderer;
 use crate::middleware::credentials_source::{CredentialsSource, NoCredentials};
+use crate::middleware::pool::PoolLink;
+use crate::protocol::credentials::Credentials;
 use crate::protocol::fast::FastToken;
 use crate::protocol::scram_cache::ScramCache;
 
@@ -43,6 +45,13 @@ pub(crate) struct Config {
     pub(crate) pages: Pages,
     /// Permits for handshakes in progress, shared by every clone.
     pub(crate) handshakes: Arc<Semaphore>,
+    /// How many permits `handshakes` was made with.
+    pub(crate) max_handshakes: usize,
+    /// The warm pool, if one was asked for.
+    pub(crate) pool: Option<Arc<PoolLink>>,
+    /// The identity of a fixed [`Credentials`] source: the only one the
+    /// pool makes sessions for.
+    pub(crate) pool_credentials: Option<Credentials>,
     pub(crate) scram_cache: Option<Arc<ScramCache>>,
     /// SASL2 + Bind 2 where offered (else classic only).
     pub(crate) sasl2: bool,
@@ -125,6 +134,9 @@ impl Config {
             max_request_body: 2048,
             allowed_origins: Vec::new(),
             handshakes: Arc::new(Semaphore::new(DEFAULT_MAX_HANDSHAKES)),
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            pool: None,
+            pool_credentials: None,
             scram_cache: Some(Arc::new(ScramCache::new(1024))),
             sasl2: true,
             on_fast_token: None,
@@ -194,6 +206,8 @@ impl fmt::Debug for Config {
             .field("inject_paths", &self.pages.paths)
             .field("inject_prefixes", &self.pages.prefixes)
             .field("marker", &String::from_utf8_lossy(&self.pages.marker))
+            .field("max_handshakes", &self.max_handshakes)
+            .field("pool", &self.pool.as_ref().map(|link| link.0.max()))
             .finish_non_exhaustive()
     }
 }
