@@ -7,6 +7,8 @@
 #   scripts/bench.sh browser    session-ready time in headless Chromium at 0 and 100 ms RTT
 #                               (browser/latency.mjs; then scripts/plot.py -> docs/session-ready.svg)
 #   scripts/bench.sh page       page latency with the CM at 20 ms RTT (perf/examples/page_latency.rs)
+#   scripts/bench.sh pool       the warm pool: /prebind and page latency without/with it, CM at 20 ms RTT,
+#                               and its waste ratio under a steady and a bursty load (perf/examples/pool_latency.rs)
 #   scripts/bench.sh throughput prebinds/s, layer vs raw client, concurrency 1/8/64 (perf/examples/throughput.rs)
 #   scripts/bench.sh criterion  cargo bench --bench handshake|passthrough|inject, inject_memory 1 and 64,
 #                               handshake_latency, the pass-through allocation test, passthrough_stream
@@ -45,7 +47,7 @@ THROUGHPUT_SECS=${THROUGHPUT_SECS:-10}
 THROUGHPUT_ROUNDS=${THROUGHPUT_ROUNDS:-2}
 # The demo is the library's example; the measurement harnesses are examples of the
 # unpublished perf/ crate. Both land in target/release/examples/.
-PERF_EXAMPLES=(latency_proxy page_latency throughput handshake_latency inject_memory cluster_load)
+PERF_EXAMPLES=(latency_proxy page_latency pool_latency throughput handshake_latency inject_memory cluster_load)
 CLUSTER_SECS=${CLUSTER_SECS:-10}
 CLUSTER_SETTLE=${CLUSTER_SETTLE:-60}
 
@@ -110,6 +112,13 @@ step_page() {
 		--json "$OUT/page-latency.json" | tee "$OUT/page-latency.md"
 }
 
+step_pool() {
+	log "warm pool: latency and waste, CM at 20 ms RTT -> $OUT/pool.md"
+	fresh_prosody
+	target/release/examples/pool_latency --bosh-url "$BOSH_URL" --delay-ms 10 -n 50 --pool 16 \
+		--load-secs 60 --steady-rps 5 --burst 50 --burst-every 20 | tee "$OUT/pool.md"
+}
+
 step_throughput() {
 	log "throughput, layer vs raw client -> $OUT/throughput.{json,md}"
 	fresh_prosody
@@ -153,6 +162,7 @@ all)
 	step_machine
 	step_browser
 	step_page
+	step_pool
 	step_throughput
 	step_criterion
 	step_cluster
@@ -163,11 +173,12 @@ machine) step_machine ;;
 browser) step_build && step_browser ;;
 plot) step_plot ;;
 page) step_build && step_page ;;
+pool) step_build && step_pool ;;
 throughput) step_build && step_throughput ;;
 criterion) step_build && step_criterion ;;
 cluster) step_build && step_cluster ;;
 *)
-	sed -n '2,33p' "$0" >&2
+	sed -n '2,34p' "$0" >&2
 	exit 2
 	;;
 esac

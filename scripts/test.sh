@@ -13,9 +13,10 @@
 #      and perf/ (a plain `cargo test` at the root tests the library only), including the
 #      real-server tests, which a plain `cargo test` reports as ignored;
 #   2. `cargo install --path gateway` into target/gateway-install (debug profile, the
-#      workspace's build reused) and the browser tests (Strophe.js in Debian's headless
-#      Chromium against the demo example and that installed gateway: `node --test
-#      browser/`, after `npm ci` in browser/ when its lock file changed);
+#      workspace's build reused) and the browser tests (Strophe.js and Converse.js in
+#      Debian's headless Chromium against the demo and per_user examples and that installed
+#      gateway: `node --test browser/`, after `npm ci` in browser/ when its lock file
+#      changed);
 # and stops each server again if this script started it.  Extra arguments go to the first
 # `cargo test`; each step runs when the one before passed.
 set -euo pipefail
@@ -118,10 +119,10 @@ install_gateway() {
 }
 
 browser_tests() {
-	# The tests start target/debug/examples/demo (built by `cargo test` already, so
-	# this is a no-op; extra arguments to this script may not have) and the installed
-	# gateway, target/gateway-install/bin/bosh-prebind-gateway.
-	cargo build -p bosh-prebind --example demo --all-features || return
+	# The tests start target/debug/examples/{demo,per_user} (built by `cargo test`
+	# already, so this is a no-op; extra arguments to this script may not have) and the
+	# installed gateway, target/gateway-install/bin/bosh-prebind-gateway.
+	cargo build -p bosh-prebind --example demo --example per_user --all-features || return
 	install_gateway || return
 	browser/install.sh || return
 	BOSH_PREBIND_GATEWAY_BIN=$GATEWAY_ROOT/bin/bosh-prebind-gateway \

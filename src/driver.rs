@@ -147,14 +147,9 @@ impl<T: BoshTransport> Drop for Abandoned<T> {
         };
         let settings = self.settings.clone();
         let url = self.url.clone();
-        let body = crate::protocol::bosh::terminate(self.next_rid, &sid);
+        let rid = self.next_rid;
         runtime.spawn(async move {
-            let sent = tokio::time::timeout(
-                settings.request_timeout,
-                post(&mut transport, &settings, &url, body),
-            )
-            .await;
-            let ended = matches!(sent, Ok(Ok(_)));
+            let ended = terminate(&mut transport, &settings, &url, &sid, rid).await;
             tracing::debug!(ended, "terminated an abandoned pre-bound session");
         });
     }
@@ -182,6 +177,25 @@ fn classify(creating: bool, error: PrebindError) -> Failure {
     } else {
         Failure::Failed(error)
     }
+}
+
+/// Ends a session at the CM at `url` (XEP-0124 §12): one `type='terminate'` request
+/// with `rid` (the RID after the last one used), bounded by the request
+/// timeout. True when the CM answered it.
+pub(crate) async fn terminate<T: BoshTransport>(
+    transport: &mut T,
+    settings: &ClientSettings,
+    url: &Uri,
+    sid: &str,
+    rid: u64,
+) -> bool {
+    let body = crate::protocol::bosh::terminate(rid, sid);
+    let sent = tokio::time::timeout(
+        settings.request_timeout,
+        post(transport, settings, url, body),
+    )
+    .await;
+    matches!(sent, Ok(Ok(_)))
 }
 
 /// One POST to the CM, returning its (capped) body.

@@ -502,3 +502,102 @@ fn new_cluster_takes_bosh_urls() {
     let urls: Vec<bosh_prebind::BoshUrl> = vec![A.parse().unwrap(), B.parse().unwrap()];
     assert!(PrebindLayer::new_cluster(urls).is_ok());
 }
+
+// The warm pool with several nodes.
+
+/// Lets the pool's task and its refills run (the fake nodes answer at once).
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// A prebind that must succeed: the node that made it (from the JID) and
+/// the `bosh_service_url` it was handed out with.
+async fn made_at_with_url(app: &App) -> (String, String) {
+    let answer = prebind(app).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let jid = json_field(&answer.body, "jid");
+    (
+        jid[jid.find('/').unwrap() + 1..].to_owned(),
+        json_field(&answer.body, "bosh_service_url").to_owned(),
+    )
+}
+
+/// The pass-through path of each fake node, as the layer numbers them.
+fn path_of(node: &str) -> &'static str {
+    match node {
+        "node-a" => "/http-bind/0",
+        "node-b" => "/http-bind/1",
+        other => panic!("unexpected node {other}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_warm_pool_makes_sessions_at_healthy_nodes_and_each_names_its_node() {
+    let nodes = Nodes::new(&[(A, Mode::Up), (B, Mode::Up)]);
+    let layer = cluster_layer(&nodes, &[A, B])
+        .bosh_passthrough("/http-bind")
+        .pool(4);
+    let pool = layer.pool_handle();
+    let app = app(layer);
+
+    // Demand: requests back to back fill the pool in the background, the
+    // refills round-robin over both nodes like requests do.
+    for _ in 0..8 {
+        made_at_with_url(&app).await;
+        settle().await;
+    }
+    let stats = pool.stats();
+    assert!(stats.size >= 2, "{stats:?}");
+    assert!(nodes.creations(A) >= 3 && nodes.creations(B) >= 3);
+
+    // Hits: each pooled session is handed out with its own node's path.
+    let hits = pool.stats().hits;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let (node, url) = made_at_with_url(&app).await;
+        assert_eq!(url, path_of(&node), "a pooled session names its node");
+        seen.push(node);
+        settle().await;
+    }
+    assert_eq!(pool.stats().hits - hits, 4, "{:?}", pool.stats());
+    assert!(pool.stats().size >= 2, "refilled: {:?}", pool.stats());
+    assert!(
+        seen.contains(&"node-a".to_owned()) && seen.contains(&"node-b".to_owned()),
+        "pooled sessions from both nodes: {seen:?}"
+    );
+    // Node A stops. Sessions pooled from it expire (30 s: half the
+    // inactivity of 60 s) and are terminated at A, where they live, never
+    // at B; the next refill that tries A fails over to B, A is skipped
+    // after that, and every hit from then on is B's.
+    nodes.set(A, Mode::Refused);
+    nodes.clear();
+    tokio::time::advance(Duration::from_secs(31)).await;
+    settle().await;
+    let stats = pool.stats();
+    assert!(stats.expired >= 2, "{stats:?}");
+    let terminations = |url: &str, sid: &str| {
+        nodes
+            .requests(url)
+            .iter()
+            .filter(|body| body.contains("type='terminate'") && body.contains(sid))
+            .count()
+    };
+    assert!(
+        terminations(A, "sid-node-a") > 0,
+        "A's expired sessions terminated at A: {:?}",
+        nodes.requests(A)
+    );
+    assert_eq!(terminations(B, "sid-node-a"), 0, "never at B");
+    assert_eq!(terminations(A, "sid-node-b"), 0, "B's never at A");
+
+    for _ in 0..8 {
+        let (node, url) = made_at_with_url(&app).await;
+        assert_eq!((node.as_str(), url.as_str()), ("node-b", "/http-bind/1"));
+        settle().await;
+    }
+    let stats = pool.stats();
+    assert!(stats.hits > 4, "the pool kept serving: {stats:?}");
+    assert_eq!(stats.failed, 0, "refills failed over to B: {stats:?}");
+    assert_eq!(nodes.creations(A), 1, "A tried once, then skipped");
+    pool.shutdown().await;
+}

@@ -13,6 +13,8 @@ use crate::driver::ClientSettings;
 use crate::html::snippet::Renderer;
 use crate::middleware::cluster::Cluster;
 use crate::middleware::credentials_source::{CredentialsSource, NoCredentials};
+use crate::middleware::pool::PoolLink;
+use crate::protocol::credentials::Credentials;
 use crate::protocol::fast::FastToken;
 use crate::protocol::scram_cache::ScramCache;
 
@@ -48,6 +50,13 @@ pub(crate) struct Config {
     pub(crate) pages: Pages,
     /// Permits for handshakes in progress, shared by every clone.
     pub(crate) handshakes: Arc<Semaphore>,
+    /// How many permits `handshakes` was made with.
+    pub(crate) max_handshakes: usize,
+    /// The warm pool, if one was asked for.
+    pub(crate) pool: Option<Arc<PoolLink>>,
+    /// The identity of a fixed [`Credentials`] source: the only one the
+    /// pool makes sessions for.
+    pub(crate) pool_credentials: Option<Credentials>,
     pub(crate) scram_cache: Option<Arc<ScramCache>>,
     /// SASL2 + Bind 2 where offered (else classic only).
     pub(crate) sasl2: bool,
@@ -130,6 +139,9 @@ impl Config {
             max_request_body: 2048,
             allowed_origins: Vec::new(),
             handshakes: Arc::new(Semaphore::new(DEFAULT_MAX_HANDSHAKES)),
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            pool: None,
+            pool_credentials: None,
             scram_cache: Some(Arc::new(ScramCache::new(1024))),
             sasl2: true,
             on_fast_token: None,
@@ -174,6 +186,43 @@ impl Config {
     pub(crate) fn bosh_service_url(&self, node: usize) -> &str {
         &self.cluster.node(node).browser_url
     }
+
+    /// The CM's URL for server-side logs (with several nodes, every node's,
+    /// comma-separated): scheme, host, port and path, never a user-info part
+    /// or a query (they may hold secrets).
+    pub(crate) fn cm_for_logs(&self) -> CmForLogs<'_> {
+        CmForLogs(&self.cluster)
+    }
+}
+
+/// Displays the CM URLs without their user-info and query: see
+/// [`Config::cm_for_logs`].
+pub(crate) struct CmForLogs<'a>(&'a Cluster);
+
+impl fmt::Display for CmForLogs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for index in 0..self.0.len() {
+            if index > 0 {
+                f.write_str(", ")?;
+            }
+            write_for_logs(f, &self.0.node(index).url)?;
+        }
+        Ok(())
+    }
+}
+
+/// One URL without its user-info and query.
+fn write_for_logs(f: &mut fmt::Formatter<'_>, uri: &http::Uri) -> fmt::Result {
+    if let Some(scheme) = uri.scheme_str() {
+        write!(f, "{scheme}://")?;
+    }
+    if let Some(host) = uri.host() {
+        f.write_str(host)?;
+    }
+    if let Some(port) = uri.port_u16() {
+        write!(f, ":{port}")?;
+    }
+    f.write_str(uri.path())
 }
 
 impl fmt::Debug for Config {
@@ -194,6 +243,45 @@ impl fmt::Debug for Config {
             .field("inject_paths", &self.pages.paths)
             .field("inject_prefixes", &self.pages.prefixes)
             .field("marker", &String::from_utf8_lossy(&self.pages.marker))
+            .field("max_handshakes", &self.max_handshakes)
+            .field("pool", &self.pool.as_ref().map(|link| link.0.max()))
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::middleware::cluster::BoshNode;
+
+    #[test]
+    fn the_cm_url_in_logs_has_no_user_info_or_query() {
+        let config = Config::new(Cluster::single(
+            "https://user:pw@xmpp.example.org:5281/http-bind?token=t"
+                .parse()
+                .unwrap(),
+        ));
+        assert_eq!(
+            config.cm_for_logs().to_string(),
+            "https://xmpp.example.org:5281/http-bind"
+        );
+        let config = Config::new(Cluster::single("http://[::1]/bosh".parse().unwrap()));
+        assert_eq!(config.cm_for_logs().to_string(), "http://[::1]/bosh");
+        // Several nodes: all of them.
+        let config = Config::new(
+            Cluster::new(vec![
+                BoshNode::new(
+                    "http://u:p@a.example/bosh?x=1"
+                        .parse::<http::Uri>()
+                        .unwrap(),
+                ),
+                BoshNode::new("http://b.example:5281/bosh".parse::<http::Uri>().unwrap()),
+            ])
+            .unwrap(),
+        );
+        assert_eq!(
+            config.cm_for_logs().to_string(),
+            "http://a.example/bosh, http://b.example:5281/bosh"
+        );
     }
 }

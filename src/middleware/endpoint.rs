@@ -64,7 +64,7 @@ where
             if error.is_client_error() {
                 tracing::debug!(%error, "prebind refused");
             } else {
-                tracing::warn!(%error, "prebind failed");
+                tracing::warn!(%error, cm = %config.cm_for_logs(), "prebind failed");
             }
             failure(format, error)
         }

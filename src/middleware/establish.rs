@@ -1,15 +1,15 @@
-//! Opening a session for a request: the domain check, a permit of the
-//! handshake cap, the handshake settings, and the driver run at a node of
-//! the cluster (the next one that works). Shared by the prebind path and
-//! injected pages.
+//! Opening a session for a request: the domain check, a session of the warm
+//! pool if there is one, else a permit of the handshake cap, the handshake
+//! settings, and the driver run at a node of the cluster (the next one that
+//! works: [`failover`](crate::middleware::failover)). Shared by the prebind
+//! path and injected pages.
 
 use std::sync::Arc;
 
-use tokio::time::Instant;
-
-use crate::driver::{self, Failure};
 use crate::error::PrebindError;
 use crate::middleware::config::Config;
+use crate::middleware::failover;
+use crate::middleware::pool::{Recipe, Take};
 use crate::middleware::prebind_request::PrebindRequest;
 use crate::protocol::credentials::Credentials;
 use crate::protocol::handshake::{HandshakeConfig, PrebindSession};
@@ -30,19 +30,27 @@ pub(crate) async fn establish<T: BoshTransport>(
             to.unwrap_or_else(|| domain.to_owned()),
         ));
     }
+    if let Some(link) = &config.pool {
+        let owner = std::ptr::from_ref(config) as usize;
+        // The pool's sessions were made with the defaults: a request that
+        // fixes its own RID, wait or hold gets its own handshake.
+        if asked.rid.is_some() || asked.wait.is_some() || asked.hold.is_some() {
+            link.0.bypassed(owner);
+        } else if let Take::Hit(session, node) = link.0.take(owner) {
+            return Ok((session, node));
+        }
+    }
     // Held until the handshake ends (or is dropped).
     let _permit = Arc::clone(&config.handshakes)
         .try_acquire_owned()
         .map_err(|_| PrebindError::Overloaded)?;
-    let mut handshake = HandshakeConfig::new(credentials);
-    handshake.first_rid = asked.rid;
-    handshake.wait = clamp(asked.wait, config.default_wait, config.max_wait);
-    handshake.hold = clamp(asked.hold, 1, config.max_hold);
-    handshake.lang.clone_from(&config.lang);
-    handshake.route.clone_from(&config.route);
-    handshake.scram_cache.clone_from(&config.scram_cache);
-    handshake.sasl2 = config.sasl2;
-    let (session, node) = open(config, transport, handshake).await?;
+    let (session, node) = failover::open(
+        &config.cluster,
+        &config.client,
+        transport,
+        handshake_config(config, credentials, asked),
+    )
+    .await?;
     if let (Some(hook), Some(token)) = (&config.on_fast_token, &session.fast_token) {
         let bare = session
             .jid
@@ -53,80 +61,53 @@ pub(crate) async fn establish<T: BoshTransport>(
     Ok((session, node))
 }
 
-/// Runs the handshake at a node: the only one, or the next one that works.
-async fn open<T: BoshTransport>(
-    config: &Config,
-    transport: T,
-    handshake: HandshakeConfig,
-) -> Result<(PrebindSession, usize), PrebindError> {
-    let deadline = Instant::now() + config.client.handshake_timeout;
-    let cluster = &config.cluster;
-    if cluster.len() == 1 {
-        let url = &cluster.node(0).url;
-        return driver::run(transport, &config.client, url, handshake, deadline)
-            .await
-            .map(|session| (session, 0))
-            .map_err(Failure::into_error);
+/// Starts the warm pool's task, if the layer has a pool, on the first
+/// prebind or page request inside a tokio runtime (later calls cost one
+/// atomic load). Only for a fixed identity: see `PrebindLayer::pool`.
+pub(crate) fn start_pool<T: BoshTransport>(config: &Arc<Config>, transport: &T) {
+    let Some(link) = &config.pool else {
+        return;
+    };
+    if link.0.is_started() {
+        return;
     }
-    // First the nodes that are up (or due for a probe), round-robin; then,
-    // if all of those failed, the ones that were already down when this
-    // prebind started. Each node at most once, all within the deadline.
-    let ring = cluster.ring();
-    let mut last_error = None;
-    for last_resort in [false, true] {
-        for node in ring.indexes() {
-            let eligible = if last_resort {
-                cluster.last_resort(node, &ring)
-            } else {
-                cluster.claim(node)
-            };
-            if !eligible {
-                continue;
-            }
-            let url = &cluster.node(node).url;
-            let attempt = driver::run(
-                transport.clone(),
-                &config.client,
-                url,
-                handshake.clone(),
-                deadline,
-            )
-            .await;
-            match attempt {
-                Ok(session) => {
-                    cluster.answered(node);
-                    return Ok((session, node));
-                }
-                // Only the session-creation request failed: no session
-                // exists for us there (XEP-0124 §7: a session is bound to
-                // the CM that created it, so once a sid exists nothing is
-                // made elsewhere).
-                Err(Failure::NodeFailed(error)) => {
-                    let backoff = cluster.failed(node);
-                    tracing::warn!(
-                        bosh_url = %url,
-                        %error,
-                        ?backoff,
-                        "connection manager failed before a session existed: skipped for the back-off, trying another"
-                    );
-                    if Instant::now() >= deadline {
-                        return Err(error);
-                    }
-                    last_error = Some(error);
-                }
-                Err(Failure::Failed(error)) => {
-                    // It answered: it is up, whatever went wrong.
-                    if !matches!(error, PrebindError::Timeout(_)) {
-                        cluster.answered(node);
-                    }
-                    return Err(error);
-                }
-            }
+    let Some(credentials) = &config.pool_credentials else {
+        if link.0.first_warning() {
+            tracing::warn!(
+                "the warm pool needs a fixed `Credentials` source; with a per-request source it is not used"
+            );
         }
-    }
-    Err(last_error.unwrap_or_else(|| {
-        PrebindError::Unreachable("every connection manager failed moments ago".to_owned())
-    }))
+        return;
+    };
+    link.0
+        .start(std::ptr::from_ref::<Config>(config) as usize, || Recipe {
+            transport: transport.clone(),
+            cluster: config.cluster.clone(),
+            settings: config.client.clone(),
+            handshake: handshake_config(config, credentials.clone(), &PrebindRequest::default()),
+            handshakes: Arc::clone(&config.handshakes),
+            max_handshakes: config.max_handshakes,
+        });
+}
+
+/// The handshake for `credentials` with what the request asked for (RID,
+/// `wait` and `hold` clamped) and the layer's settings; the warm pool makes
+/// its sessions with the defaults through this too, so they are exactly
+/// like a request's.
+pub(crate) fn handshake_config(
+    config: &Config,
+    credentials: Credentials,
+    asked: &PrebindRequest,
+) -> HandshakeConfig {
+    let mut handshake = HandshakeConfig::new(credentials);
+    handshake.first_rid = asked.rid;
+    handshake.wait = clamp(asked.wait, config.default_wait, config.max_wait);
+    handshake.hold = clamp(asked.hold, 1, config.max_hold);
+    handshake.lang.clone_from(&config.lang);
+    handshake.route.clone_from(&config.route);
+    handshake.scram_cache.clone_from(&config.scram_cache);
+    handshake.sasl2 = config.sasl2;
+    handshake
 }
 
 /// A client's value clamped to `1..=max`, or the default.

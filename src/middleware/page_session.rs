@@ -27,7 +27,16 @@ pub(crate) fn page_snippet<T: BoshTransport>(
 ) -> SnippetFuture {
     let credentials = config.credentials.credentials(parts);
     Box::pin(async move {
-        let credentials = credentials.await?;
+        let Some(credentials) = credentials.await else {
+            // Not an error (a guest on a members-only site), but the usual
+            // cause of "my pages get no snippet": the auth middleware runs
+            // inside the prebind layer, or never inserts credentials.
+            tracing::debug!(
+                "no credentials for this page request: serving it without a snippet \
+                 (is the auth middleware outside the prebind layer?)"
+            );
+            return None;
+        };
         let outcome = establish(
             &config,
             transport,
@@ -44,7 +53,11 @@ pub(crate) fn page_snippet<T: BoshTransport>(
         let json = match &outcome {
             Ok(session) => session_json(session, bosh_service_url),
             Err(error) => {
-                tracing::warn!(%error, "prebind for a page failed; serving it with the error object");
+                tracing::warn!(
+                    %error,
+                    cm = %config.cm_for_logs(),
+                    "prebind for a page failed; serving it with the error object"
+                );
                 error_json(error)
             }
         };

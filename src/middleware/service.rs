@@ -13,6 +13,7 @@ use crate::html::scanner::HtmlScanner;
 use crate::middleware::body::PrebindBody;
 use crate::middleware::config::Config;
 use crate::middleware::endpoint;
+use crate::middleware::establish;
 use crate::middleware::future::ResponseFuture;
 use crate::middleware::page_policy::strip_request_validators;
 use crate::middleware::page_session::PendingSnippet;
@@ -70,6 +71,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let path = request.uri().path();
         if path == self.config.prebind_path {
+            establish::start_pool(&self.config, &self.transport);
             let config = Arc::clone(&self.config);
             let transport = self.transport.clone();
             return ResponseFuture::answered(Box::pin(endpoint::answer(
@@ -98,6 +100,7 @@ where
         if parts.method == Method::HEAD {
             return ResponseFuture::head(self.inner.call(Request::from_parts(parts, body)));
         }
+        establish::start_pool(&self.config, &self.transport);
         // Start the handshake now, before the inner service runs.
         let snippet = page_snippet(Arc::clone(&self.config), self.transport.clone(), &parts);
         let scanner = HtmlScanner::new(&pages.marker, pages.marker_only);

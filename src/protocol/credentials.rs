@@ -181,19 +181,6 @@ impl Credentials {
         self.invalidate_fast_token
     }
 
-    /// The account's bare JID (`None` for anonymous sessions).
-    pub fn bare_jid(&self) -> Option<String> {
-        match &self.kind {
-            Kind::Anonymous { .. } => None,
-            Kind::Account {
-                localpart, domain, ..
-            }
-            | Kind::FastToken {
-                localpart, domain, ..
-            } => Some(format!("{localpart}@{domain}")),
-        }
-    }
-
     /// The localpart and the FAST token of [`fast_token`](Self::fast_token)
     /// credentials.
     pub(crate) fn fast_secret(&self) -> Option<(&str, &str)> {
@@ -272,6 +259,29 @@ impl Credentials {
             Kind::Anonymous { domain }
             | Kind::Account { domain, .. }
             | Kind::FastToken { domain, .. } => domain,
+        }
+    }
+
+    /// The account's bare JID (`alice@example.org`), `None` for an anonymous
+    /// session (whose JID the server picks). What a page hands Converse.js as
+    /// its `jid` option: the account's bare JID, else [`domain`](Self::domain).
+    ///
+    /// ```
+    /// use bosh_prebind::Credentials;
+    ///
+    /// let alice = Credentials::account("alice@Example.org", "secret").unwrap();
+    /// assert_eq!(alice.bare_jid().as_deref(), Some("alice@example.org"));
+    /// assert_eq!(Credentials::anonymous("anon.example.org").bare_jid(), None);
+    /// ```
+    pub fn bare_jid(&self) -> Option<String> {
+        match &self.kind {
+            Kind::Anonymous { .. } => None,
+            Kind::Account {
+                localpart, domain, ..
+            }
+            | Kind::FastToken {
+                localpart, domain, ..
+            } => Some(format!("{localpart}@{domain}")),
         }
     }
 
@@ -363,6 +373,15 @@ mod tests {
         assert!(Credentials::fast_token("localhost", "t", "u").is_err());
         let anon = Credentials::anonymous("anon.localhost").request_fast_token("u");
         assert!(!anon.requests_fast_token(), "anonymous tokens never work");
+    }
+
+    #[test]
+    fn bare_jid_is_the_accounts_and_none_for_anonymous() {
+        let bob = Credentials::account("bob@LOCALHOST.", "x")
+            .unwrap()
+            .with_resource("tab-1");
+        assert_eq!(bob.bare_jid().as_deref(), Some("bob@localhost"));
+        assert_eq!(Credentials::anonymous("anon.localhost").bare_jid(), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod faults;
 mod happy_paths;
 mod pages;
 mod passthrough;
+mod pool;
 mod refusals;
 mod sasl;
 mod secrets;
