@@ -421,9 +421,14 @@ async fn with_several_bosh_urls_every_node_is_tried_before_the_page_gets_the_err
     );
 }
 
+/// Shared by the tests that need both ejabberd cluster nodes up, exclusive
+/// for the one that stops a node (the tests of one binary run in parallel).
+static CLUSTER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 #[tokio::test]
 #[ignore = "needs the ejabberd cluster: scripts/test.sh starts it and runs this"]
 async fn with_both_cluster_nodes_sessions_attach_through_their_node_path() {
+    let _cluster = CLUSTER.read().await;
     let a = common::server_url("BOSH_PREBIND_TEST_CLUSTER_A_URL");
     let b = common::server_url("BOSH_PREBIND_TEST_CLUSTER_B_URL").to_string();
     let app = upstream().await;
@@ -727,4 +732,195 @@ async fn https_to_the_cm_with_a_private_ca_from_ca_file() {
     // Without the CA the certificate is refused: the page gets the error object.
     let json = injected(&cm, &[]).await;
     assert!(json.contains("\"error\""), "{json}");
+}
+
+// Two gateway processes, one per ejabberd cluster node.
+
+/// `GET /prebind` through a gateway: status, time taken, and the JSON.
+async fn gateway_prebind(gateway: &Gateway) -> (StatusCode, Duration, String) {
+    let started = Instant::now();
+    let (head, body) = send(gateway.address, "GET", "/prebind", &[], "").await;
+    (
+        head.status,
+        started.elapsed(),
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
+/// A ping on the session of `json` (a `GET /prebind` answer) at `rid`,
+/// POSTed to `gateway`'s same-origin pass-through: the HTTP status and, on
+/// 200, the CM's answer.
+async fn ping_through(
+    gateway: &Gateway,
+    json: &str,
+    rid: u64,
+) -> (StatusCode, Option<BoshResponse>) {
+    let ping = format!(
+        "<body xmlns='http://jabber.org/protocol/httpbind' rid='{rid}' sid='{}'>\
+         <iq xmlns='jabber:client' type='get' id='ping_attach' to='anon.localhost'>\
+         <ping xmlns='urn:xmpp:ping'/></iq></body>",
+        json_field(json, "sid")
+    );
+    let (head, body) = send(
+        gateway.address,
+        "POST",
+        json_field(json, "bosh_service_url"),
+        &[("content-type", "text/xml; charset=utf-8")],
+        &ping,
+    )
+    .await;
+    let answer = (head.status == StatusCode::OK).then(|| BoshResponse::parse(&body).unwrap());
+    (head.status, answer)
+}
+
+fn pong(answer: &Option<BoshResponse>) -> bool {
+    answer.as_ref().is_some_and(|answer| {
+        answer
+            .iqs
+            .iter()
+            .any(|iq| iq.id.as_deref() == Some("ping_attach") && iq.kind == IqType::Result)
+    })
+}
+
+fn rid_of(json: &str) -> u64 {
+    json_field(json, "rid").parse().unwrap()
+}
+
+const CLUSTER_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../scripts/ejabberd-cluster.sh"
+);
+
+/// `scripts/ejabberd-cluster.sh ARGS…`; panics with its output on failure.
+fn cluster_script(args: &[&str]) -> Duration {
+    let started = Instant::now();
+    let output = Command::new(CLUSTER_SCRIPT).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "ejabberd-cluster.sh {args:?}: {}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    started.elapsed()
+}
+
+/// Until connecting to `url`'s port fails (`up == false`) or works.
+fn wait_for_port(url: &Uri, up: bool) -> Duration {
+    let authority = url.authority().unwrap();
+    let addr: SocketAddr = format!("{}:{}", authority.host(), authority.port_u16().unwrap())
+        .parse()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() != up {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{addr}: not {up} after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+/// Restarts node A if the test fails while it is down.
+struct RestartOnPanic(bool);
+
+impl Drop for RestartOnPanic {
+    fn drop(&mut self) {
+        if self.0 && std::thread::panicking() {
+            let _ = Command::new(CLUSTER_SCRIPT)
+                .args(["start-node", "a"])
+                .status();
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the ejabberd cluster: scripts/test.sh starts it and runs this"]
+async fn two_gateways_one_per_node_share_sessions_and_a_stopped_node_fails_fast_at_its_gateway() {
+    let _cluster = CLUSTER.write().await;
+    let a = common::server_url("BOSH_PREBIND_TEST_CLUSTER_A_URL");
+    let b = common::server_url("BOSH_PREBIND_TEST_CLUSTER_B_URL");
+    // Two instances of one site (behind a load balancer in real life), each
+    // gateway process pointed at its own node, same-origin /http-bind.
+    let app = upstream().await;
+    let for_a = start_gateway(app, &a, &["--domain", "anon.localhost"]);
+    let for_b = start_gateway(app, &b, &["--domain", "anon.localhost"]);
+
+    // A session from either gateway attaches through either pass-through.
+    let mut from_a = None;
+    for (name, maker, other) in [("A", &for_a, &for_b), ("B", &for_b, &for_a)] {
+        let (status, took, json) = gateway_prebind(maker).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(json_field(&json, "bosh_service_url"), "/http-bind");
+        let rid = rid_of(&json);
+        let (status, answer) = ping_through(other, &json, rid).await;
+        assert!(pong(&answer), "{status} {answer:?}");
+        let (status, answer) = ping_through(maker, &json, rid + 1).await;
+        assert!(pong(&answer), "{status} {answer:?}");
+        eprintln!(
+            "session prebound through gateway {name} ({took:?}): ping answered through the other gateway, then through its own"
+        );
+        if name == "A" {
+            from_a = Some((json, rid + 2));
+        }
+    }
+    let (from_a, from_a_rid) = from_a.unwrap();
+
+    let mut guard = RestartOnPanic(true);
+    let took = cluster_script(&["stop-node", "a"]);
+    let refused = wait_for_port(&a, false);
+    eprintln!("node A stopped in {took:?} (port refused {refused:?} later)");
+
+    // New prebinds through gateway A: a clear 502, at once.
+    for attempt in 1..=3 {
+        let (status, took, json) = gateway_prebind(&for_a).await;
+        eprintln!(
+            "gateway A, node A stopped, prebind {attempt}: HTTP {status} in {took:?}: {json}"
+        );
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{json}");
+        assert_eq!(json_field(&json, "condition"), "remote-connection-failed");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+    }
+    // Gateway B keeps working: prebind and attach through its pass-through.
+    let (status, took, json) = gateway_prebind(&for_b).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let (_, answer) = ping_through(&for_b, &json, rid_of(&json)).await;
+    assert!(pong(&answer), "{answer:?}");
+    eprintln!("gateway B while node A is down: prebind {took:?}, ping answered through gateway B");
+    // Through gateway A's pass-through (its node is down) the browser gets
+    // a 502 for it too: a load balancer in front of the two gateways must
+    // take gateway A out (or gateway A list both nodes).
+    let (status, _) = ping_through(&for_a, &json, rid_of(&json) + 1).await;
+    eprintln!("the same session through gateway A's pass-through: HTTP {status}");
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    // The session node A owned died with it.
+    let (status, answer) = ping_through(&for_b, &from_a, from_a_rid).await;
+    let condition = answer.as_ref().and_then(|answer| match &answer.body_type {
+        bosh_prebind::bosh::BodyType::Terminate { condition, .. } => condition.clone(),
+        _ => None,
+    });
+    eprintln!(
+        "node A's session through gateway B: HTTP {status}, terminate condition {condition:?}"
+    );
+    assert!(
+        matches!(
+            condition.as_deref(),
+            Some("item-not-found" | "remote-stream-error" | "internal-server-error")
+        ),
+        "{status} {answer:?}"
+    );
+
+    let took = cluster_script(&["start-node", "a"]);
+    wait_for_port(&a, true);
+    guard.0 = false;
+    // Gateway A works again (same process), and its session attaches
+    // through gateway B.
+    let (status, took_prebind, json) = gateway_prebind(&for_a).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let (_, answer) = ping_through(&for_b, &json, rid_of(&json)).await;
+    assert!(pong(&answer), "{answer:?}");
+    eprintln!(
+        "node A restarted in {took:?}; gateway A prebinds again ({took_prebind:?}), its session answered through gateway B"
+    );
 }
