@@ -23,15 +23,16 @@
 # the end if this script started it. The throughput step restarts it before each of its
 # phases (tens of thousands of live sessions slow Prosody down).
 # The ejabberd cluster (scripts/ejabberd-cluster.sh) is shared: `up` is idempotent and this
-# script never stops it; the cluster step waits CLUSTER_SETTLE seconds after each phase so
-# that the phase's sessions expire (mod_bosh max_inactivity, 60 s) before the next.
+# script never stops it; the cluster step waits CLUSTER_SETTLE seconds after each phase, then
+# until both nodes are idle, so that the phase's sessions expire (mod_bosh max_inactivity,
+# 60 s) before the next phase, not during it.
 # Settings: BENCH_RUNS (browser runs per method and RTT, default 30), THROUGHPUT_SECS
 # (default 10), THROUGHPUT_ROUNDS (default 2), CLUSTER_SECS (default 10), CLUSTER_SETTLE
-# (default 60), CARGO_BUILD_JOBS (default 2).
+# (default 70), CARGO_BUILD_JOBS (default 2).
 #
 # Every step is bounded: the browser run has per-page timeouts, the throughput run lasts
 # 3 levels x 2 sides x rounds x THROUGHPUT_SECS, the cluster run 9 x (CLUSTER_SECS +
-# CLUSTER_SETTLE), the others a fixed number of requests.
+# CLUSTER_SETTLE + up to 60 s of waiting for idle nodes), the others a fixed number of requests.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -49,7 +50,7 @@ THROUGHPUT_ROUNDS=${THROUGHPUT_ROUNDS:-2}
 # unpublished perf/ crate. Both land in target/release/examples/.
 PERF_EXAMPLES=(latency_proxy page_latency pool_latency throughput handshake_latency inject_memory cluster_load)
 CLUSTER_SECS=${CLUSTER_SECS:-10}
-CLUSTER_SETTLE=${CLUSTER_SETTLE:-60}
+CLUSTER_SETTLE=${CLUSTER_SETTLE:-70}
 
 log() { printf '\n==== bench.sh: %s ====\n' "$*" >&2; }
 mkdir -p "$OUT"
@@ -178,7 +179,7 @@ throughput) step_build && step_throughput ;;
 criterion) step_build && step_criterion ;;
 cluster) step_build && step_cluster ;;
 *)
-	sed -n '2,34p' "$0" >&2
+	sed -n '2,35p' "$0" >&2
 	exit 2
 	;;
 esac

@@ -20,13 +20,25 @@
 //! default 8,32,64: the total over the instances) the three set-ups run for
 //! `--secs` (default 10) each, in an order that rotates per level and round
 //! (`--rounds`, default 1). `--settle S` waits S seconds after each phase
-//! (60: the cluster's `max_inactivity`, so each phase's sessions are gone
-//! before the next; otherwise later phases meet nodes holding tens of
-//! thousands of live sessions). Any error makes the exit status non-zero.
+//! and then until both nodes are idle (S above the cluster's
+//! `max_inactivity` of 60 s, e.g. 70, so that each phase's sessions are gone
+//! before the next, and their expiry does not land in it; otherwise later
+//! phases meet nodes holding tens of thousands of live sessions). Any error makes the exit status non-zero.
+//!
+//! Columns: prebinds/s; latency (per-instance medians and p90s, weighted by
+//! prebinds); CPU per prebind of the apps and of each node; cores busy per
+//! process and for the whole machine (`/proc/stat`, other users included:
+//! when it is at the core count, the machine is the bound, whatever this
+//! work's own share); the CPU-bound ceiling (all cores on this work at this
+//! CPU cost per prebind). Then an extrapolation to N nodes from the
+//! `1 app → A` phase at the last level: the CPU a prebind costs at the node
+//! that makes it, and at each other node (Mnesia copies the session tables
+//! to every node), so that N nodes on a core each give about
+//! N / (owner + (N − 1) × replica) prebinds/s.
 //!
 //! ```text
 //! scripts/ejabberd-cluster.sh up
-//! cargo run --release -p perf --example cluster_load -- --secs 10 --concurrency 8,32,64 --settle 60
+//! cargo run --release -p perf --example cluster_load -- --secs 10 --concurrency 8,32,64 --settle 70
 //! ```
 
 use std::convert::Infallible;
@@ -268,11 +280,62 @@ fn phase(
     result
 }
 
+/// Waits (at most 60 s) until both nodes spent under 3 % of a core over
+/// a second.
+fn wait_until_idle(pid_files: &[String; 2]) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let pids = beam_pids(pid_files);
+        let before = pids.clone().map(|pid| pid.as_deref().and_then(cpu_seconds));
+        std::thread::sleep(Duration::from_secs(1));
+        let after = pids.map(|pid| pid.as_deref().and_then(cpu_seconds));
+        let busy = (0..2).any(|i| match (before[i], after[i]) {
+            (Some(b), Some(a)) => a - b > 0.03,
+            _ => false,
+        });
+        if !busy {
+            break;
+        }
+    }
+    started.elapsed()
+}
+
 /// A weighted mean of per-instance medians (an approximation of the
 /// overall median when two instances ran).
 fn weighted(values: &[(f64, u64)]) -> f64 {
     let total: u64 = values.iter().map(|(_, n)| n).sum();
     values.iter().map(|(v, n)| v * *n as f64).sum::<f64>() / total.max(1) as f64
+}
+
+/// What N nodes would give, from the CPU cost per prebind measured with
+/// one app on node A: `owner` at the node that makes the session, `replica`
+/// at every other node of the cluster (Mnesia copies the session tables to
+/// each), `app` in the app instance. One node per core, apps elsewhere.
+fn extrapolate(concurrency: usize, app: f64, owner: f64, replica: f64) {
+    println!();
+    println!(
+        "Extrapolation from `1 app → A` at concurrency {concurrency}: ejabberd CPU per prebind {:.2} ms at the node \
+         that makes it + {:.3} ms at each other node (replication), the layer {:.0} µs. With N nodes on a core each \
+         and the prebinds spread evenly, each prebind costs {:.2} + (N − 1) × {:.3} ms of ejabberd CPU in all:",
+        owner * 1e3,
+        replica * 1e3,
+        app * 1e6,
+        owner * 1e3,
+        replica * 1e3,
+    );
+    println!();
+    println!("| nodes (1 core each) | ejabberd CPU per prebind | ceiling, prebinds/s | per node | app cores needed at that rate |");
+    println!("|---|---|---|---|---|");
+    for n in [1u32, 2, 4, 8, 16] {
+        let per_prebind = owner + f64::from(n - 1) * replica;
+        let rate = f64::from(n) / per_prebind;
+        println!(
+            "| {n} | {:.2} ms | {rate:.0} | {:.0} | {:.1} |",
+            per_prebind * 1e3,
+            rate / f64::from(n),
+            rate * app
+        );
+    }
 }
 
 fn main() {
@@ -328,20 +391,28 @@ fn main() {
         }
     }
     let pids = beam_pids(&pid_files);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "nodes A {a} (beam pid {}), B {b} (beam pid {}); ANONYMOUS on {DOMAIN}; {secs} s per phase, {rounds} round(s); \
-         each app instance is a process of its own; {} CPUs",
+         each app instance is a process of its own; {cpus} CPUs",
         pids[0].as_deref().unwrap_or("?"),
         pids[1].as_deref().unwrap_or("?"),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     println!();
     println!(
-        "| concurrency (total) | set-up | prebinds/s | errors | latency median / p90 | app CPU per prebind | ejabberd CPU per prebind (A + B) | cores busy: apps + ejabberd A + B | cores busy, whole machine |"
+        "| concurrency (total) | set-up | prebinds/s | errors | latency median / p90 | app CPU per prebind | ejabberd CPU per prebind: A + B | cores busy: apps + ejabberd A + B | cores busy, whole machine | CPU-bound ceiling, {cpus} cores |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    if settle > 0 {
+        // Sessions of an earlier run may still be ending.
+        let waited = wait_until_idle(&pid_files);
+        eprintln!("  (nodes idle after {:.0} s)", waited.as_secs_f64());
+    }
     let mut total_errors = 0;
     let mut rows = Vec::new();
+    // CPU seconds per prebind in `1 app → A` at the last level: the app,
+    // node A (which makes the session) and node B (which only replicates).
+    let mut costs = None;
     let mut rotation = 0;
     for &concurrency in &levels {
         let mut totals: Vec<(Setup, Phase)> =
@@ -375,8 +446,14 @@ fn main() {
                 total.p90s.extend(result.p90s);
                 // Let connections close, and (--settle) the phase's sessions
                 // expire at the nodes (mod_bosh max_inactivity): every phase
-                // then meets nodes with about as few live sessions.
+                // then meets nodes with about as few live sessions. Then wait
+                // for both nodes to be idle: ending thousands of expired
+                // sessions keeps them busy for a while after the expiry.
                 std::thread::sleep(Duration::from_millis(500).max(Duration::from_secs(settle)));
+                if settle > 0 {
+                    let waited = wait_until_idle(&pid_files);
+                    eprintln!("        (nodes idle after {:.0} s more)", waited.as_secs_f64());
+                }
             }
             rotation += 1;
         }
@@ -385,19 +462,31 @@ fn main() {
             let rate = t.ok as f64 / t.secs;
             let per = |cpu: f64| cpu / t.ok.max(1) as f64;
             let beam = t.beam_cpu_s[0] + t.beam_cpu_s[1];
+            // Every core of the machine on this work alone (apps and
+            // ejabberd), at this CPU cost per prebind.
+            let ceiling = cpus as f64 / per(t.app_cpu_s + beam);
             println!(
-                "| {concurrency} | {} | {rate:.0} | {} | {:.1} / {:.1} ms | {:.0} µs | {:.2} ms | {:.2} + {:.2} + {:.2} | {:.2} |",
+                "| {concurrency} | {} | {rate:.0} | {} | {:.1} / {:.1} ms | {:.0} µs | {:.2} + {:.2} ms | {:.2} + {:.2} + {:.2} | {:.2} | {ceiling:.0}/s |",
                 setup.name(),
                 t.errors,
                 weighted(&t.medians),
                 weighted(&t.p90s),
                 per(t.app_cpu_s) * 1e6,
-                per(beam) * 1e3,
+                per(t.beam_cpu_s[0]) * 1e3,
+                per(t.beam_cpu_s[1]) * 1e3,
                 t.app_cpu_s / t.secs,
                 t.beam_cpu_s[0] / t.secs,
                 t.beam_cpu_s[1] / t.secs,
                 t.machine_busy_s / t.secs,
             );
+            if *setup == Setup::OneAppOneNode && t.ok > 0 {
+                costs = Some((
+                    concurrency,
+                    per(t.app_cpu_s),
+                    per(t.beam_cpu_s[0]),
+                    per(t.beam_cpu_s[1]),
+                ));
+            }
             rows.push(format!(
                 "{{\"concurrency\": {concurrency}, \"setup\": \"{}\", \"per_s\": {rate:.2}, \"ok\": {}, \"errors\": {}, \
                  \"median_ms\": {:.3}, \"p90_ms\": {:.3}, \"app_cpu_us_per_prebind\": {:.1}, \"ejabberd_cpu_ms_per_prebind\": {:.3}, \
@@ -415,6 +504,9 @@ fn main() {
                 t.machine_busy_s / t.secs,
             ));
         }
+    }
+    if let Some((concurrency, app, owner, replica)) = costs {
+        extrapolate(concurrency, app, owner, replica);
     }
     if let Some(path) = json {
         std::fs::write(
