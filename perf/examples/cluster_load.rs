@@ -324,7 +324,9 @@ fn extrapolate(concurrency: usize, app: f64, owner: f64, replica: f64) {
         replica * 1e3,
     );
     println!();
-    println!("| nodes (1 core each) | ejabberd CPU per prebind | ceiling, prebinds/s | per node | app cores needed at that rate |");
+    println!(
+        "| nodes (1 core each) | ejabberd CPU per prebind | ceiling, prebinds/s | per node | app cores needed at that rate |"
+    );
     println!("|---|---|---|---|---|");
     for n in [1u32, 2, 4, 8, 16] {
         let per_prebind = owner + f64::from(n - 1) * replica;
@@ -452,7 +454,10 @@ fn main() {
                 std::thread::sleep(Duration::from_millis(500).max(Duration::from_secs(settle)));
                 if settle > 0 {
                     let waited = wait_until_idle(&pid_files);
-                    eprintln!("        (nodes idle after {:.0} s more)", waited.as_secs_f64());
+                    eprintln!(
+                        "        (nodes idle after {:.0} s more)",
+                        waited.as_secs_f64()
+                    );
                 }
             }
             rotation += 1;
