@@ -4,6 +4,7 @@
 //! whose handshake stopped half-way.
 
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,8 +15,9 @@ use tokio::time::Instant;
 
 use crate::error::PrebindError;
 use crate::protocol::handshake::{
-    Handshake, HandshakeConfig, HandshakeError, PrebindSession, Step,
+    DeriveRequest, Handshake, HandshakeConfig, HandshakeError, PrebindSession, Step,
 };
+use crate::protocol::scram_cache::ScramCache;
 use crate::transport::{BoshTransport, BoxError};
 
 /// Where and how the driver talks to the connection manager.
@@ -25,6 +27,11 @@ pub(crate) struct ClientSettings {
     pub(crate) request_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_response_body: usize,
+    /// Where SCRAM salted passwords are cached across handshakes, if anywhere.
+    pub(crate) scram_cache: Option<Arc<ScramCache>>,
+    /// Run SCRAM's PBKDF2 on the task's own thread instead of
+    /// `spawn_blocking` (tests and benchmarks).
+    pub(crate) derive_inline: bool,
 }
 
 /// Runs a whole handshake.
@@ -58,27 +65,69 @@ pub(crate) async fn run<T: BoshTransport>(
                         PrebindError::Timeout("request timed out")
                     }
                 })??;
-        let step = handshake.receive(&response).inspect_err(|error| {
+        let mut step = handshake.receive(&response).inspect_err(|error| {
             if matches!(error, HandshakeError::Terminated { .. }) {
                 // The CM already ended it.
                 abandoned.sid = None;
             }
         })?;
-        match step {
-            Step::Send(next) => body = next,
-            Step::Done(session) => {
-                abandoned.sid = None;
-                tracing::debug!(
-                    jid = %session.jid,
-                    mechanism = session.mechanism,
-                    round_trips = session.round_trips,
-                    elapsed_us = started.elapsed().as_micros() as u64,
-                    "prebind handshake done"
-                );
-                return Ok(session);
+        loop {
+            match step {
+                Step::Send(next) => {
+                    body = next;
+                    break;
+                }
+                Step::Derive(request) => {
+                    let salted = tokio::time::timeout_at(deadline, derive(settings, request))
+                        .await
+                        .map_err(|_| PrebindError::Timeout("handshake deadline exceeded"))??;
+                    step = handshake.derived(&salted)?;
+                }
+                Step::Done(session) => {
+                    abandoned.sid = None;
+                    tracing::debug!(
+                        jid = %session.jid,
+                        mechanism = session.mechanism,
+                        round_trips = session.round_trips,
+                        elapsed_us = started.elapsed().as_micros() as u64,
+                        "prebind handshake done"
+                    );
+                    return Ok(session);
+                }
             }
         }
     }
+}
+
+/// SCRAM's salted password (RFC 5802 §3): from the cache, else PBKDF2 on a
+/// blocking thread (`spawn_blocking`: never on a runtime worker, where up to
+/// [`MAX_SCRAM_ITERATIONS`](crate::handshake::MAX_SCRAM_ITERATIONS) HMACs
+/// would stall every other task on it), or inline when so configured.
+/// Concurrent cold logins of one account share one run (the cache is
+/// single-flight).
+async fn derive(
+    settings: &ClientSettings,
+    request: DeriveRequest,
+) -> Result<Arc<[u8]>, PrebindError> {
+    let inline = settings.derive_inline;
+    let run = |request: DeriveRequest| async move {
+        if inline {
+            return Some(request.derive());
+        }
+        match tokio::runtime::Handle::try_current() {
+            // Fails only if the runtime is shutting down.
+            Ok(runtime) => runtime.spawn_blocking(move || request.derive()).await.ok(),
+            Err(_) => Some(request.derive()),
+        }
+    };
+    let derived = match &settings.scram_cache {
+        Some(cache) => cache
+            .get_or_derive(&request, run(request.clone()))
+            .await
+            .map(|(salted, _hit)| salted),
+        None => run(request).await,
+    };
+    derived.ok_or(PrebindError::Timeout("the runtime is shutting down"))
 }
 
 /// Ends, best effort, a session whose handshake stopped before handing it

@@ -42,7 +42,6 @@ pub(crate) struct Config {
     pub(crate) pages: Pages,
     /// Permits for handshakes in progress, shared by every clone.
     pub(crate) handshakes: Arc<Semaphore>,
-    pub(crate) scram_cache: Option<Arc<ScramCache>>,
 }
 
 /// The same-origin BOSH path's own limits: chat traffic, not handshakes.
@@ -105,6 +104,8 @@ impl Config {
                 request_timeout: Duration::from_secs(5),
                 handshake_timeout: Duration::from_secs(10),
                 max_response_body: 64 * 1024,
+                scram_cache: Some(Arc::new(ScramCache::new(1024))),
+                derive_inline: false,
             },
             prebind_path: "/prebind".to_owned(),
             allowed_domains: Vec::new(),
@@ -117,7 +118,6 @@ impl Config {
             max_request_body: 2048,
             allowed_origins: Vec::new(),
             handshakes: Arc::new(Semaphore::new(DEFAULT_MAX_HANDSHAKES)),
-            scram_cache: Some(Arc::new(ScramCache::new(1024))),
             pages: Pages {
                 paths: Vec::new(),
                 prefixes: Vec::new(),

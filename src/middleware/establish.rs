@@ -36,7 +36,6 @@ pub(crate) async fn establish<T: BoshTransport>(
     handshake.hold = clamp(asked.hold, 1, config.max_hold);
     handshake.lang.clone_from(&config.lang);
     handshake.route.clone_from(&config.route);
-    handshake.scram_cache.clone_from(&config.scram_cache);
     driver::run(transport, &config.client, handshake).await
 }
 

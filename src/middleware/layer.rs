@@ -274,7 +274,27 @@ impl<T> PrebindLayer<T> {
     /// cache off). A cached login skips the PBKDF2 run, by far the largest
     /// CPU cost of a SCRAM prebind; see [`ScramCache`].
     pub fn scram_cache(mut self, capacity: usize) -> Self {
-        self.config().scram_cache = (capacity > 0).then(|| Arc::new(ScramCache::new(capacity)));
+        self.config().client.scram_cache =
+            (capacity > 0).then(|| Arc::new(ScramCache::new(capacity)));
+        self
+    }
+
+    /// Uses this SCRAM cache, shared with other layers (and readable: its
+    /// [`hits`](ScramCache::hits) and [`misses`](ScramCache::misses)).
+    pub fn scram_cache_shared(mut self, cache: Arc<ScramCache>) -> Self {
+        self.config().client.scram_cache = Some(cache);
+        self
+    }
+
+    /// Runs SCRAM's PBKDF2 (up to
+    /// [`MAX_SCRAM_ITERATIONS`](crate::handshake::MAX_SCRAM_ITERATIONS)
+    /// HMACs, a few milliseconds at real servers' counts) on the request's
+    /// own task instead of a blocking thread (default `false`:
+    /// `tokio::task::spawn_blocking`, so a burst of cold logins never stalls
+    /// the runtime's workers). Inline suits tests, benchmarks and
+    /// current-thread runtimes that serve nothing else.
+    pub fn derive_inline(mut self, inline: bool) -> Self {
+        self.config().client.derive_inline = inline;
         self
     }
 

@@ -6,12 +6,15 @@
 //! gives the next `<body/>` to POST, the finished [`PrebindSession`], or a
 //! typed [`HandshakeError`]. The driver (`client`) owns I/O and timeouts.
 //!
+//! SCRAM's key derivation (PBKDF2, up to [`MAX_SCRAM_ITERATIONS`]) is the one
+//! CPU-heavy step: it is handed out as [`Step::Derive`], and the caller runs
+//! it where blocking is fine and continues with [`Handshake::derived`].
+//!
 //! RIDs increase by exactly one per request (XEP-0124 §14.1). One request is
 //! in flight at a time, and the handshake ends with none held at the CM, so
 //! the browser can take over at [`PrebindSession::next_rid`].
 
 use std::fmt;
-use std::sync::Arc;
 
 use rand::Rng;
 
@@ -21,7 +24,9 @@ use crate::protocol::bosh::{
 };
 use crate::protocol::credentials::Credentials;
 use crate::protocol::sasl::{SaslError, SaslExchange};
-use crate::protocol::scram_cache::ScramCache;
+
+pub use crate::protocol::sasl::MAX_SCRAM_ITERATIONS;
+pub use crate::protocol::scram_cache::DeriveRequest;
 
 /// The largest RID a client may use: JavaScript clients keep it in a double
 /// (XEP-0124 §14.1 allows up to 2^53 - 1).
@@ -55,8 +60,6 @@ pub struct HandshakeConfig {
     pub lang: String,
     /// Optional `route` attribute (XEP-0124 §7.1).
     pub route: Option<String>,
-    /// Where SCRAM salted passwords are cached across handshakes, if anywhere.
-    pub scram_cache: Option<Arc<ScramCache>>,
 }
 
 impl HandshakeConfig {
@@ -70,7 +73,6 @@ impl HandshakeConfig {
             hold: 1,
             lang: "en".to_owned(),
             route: None,
-            scram_cache: None,
         }
     }
 
@@ -141,6 +143,10 @@ impl fmt::Debug for PrebindSession {
 pub enum Step {
     /// POST this `<body/>` next.
     Send(String),
+    /// Run this SCRAM key derivation ([`DeriveRequest::derive`], or a cached
+    /// result), then call [`Handshake::derived`] with the salted password.
+    /// Nothing is in flight at the CM meanwhile.
+    Derive(DeriveRequest),
     /// The session is ready.
     Done(PrebindSession),
 }
@@ -225,6 +231,9 @@ enum Phase {
     Created,
     /// SASL running.
     Authenticating(SaslExchange),
+    /// SCRAM's server-first message received; waiting for the salted
+    /// password before answering it.
+    Deriving(SaslExchange, String),
     /// Restart sent, waiting for the post-auth features.
     Restarted,
     /// Bind IQ sent.
@@ -323,6 +332,10 @@ impl Handshake {
             },
             Phase::Authenticating(mut exchange) => match response.sasl {
                 Some(SaslMessage::Challenge(data)) => {
+                    if let Some(request) = exchange.derivation(&data)? {
+                        self.phase = Phase::Deriving(exchange, data);
+                        return Ok(Step::Derive(request));
+                    }
                     let answer = exchange.challenge(&data)?;
                     self.phase = Phase::Authenticating(exchange);
                     Ok(self.send_payload(&answer))
@@ -416,16 +429,40 @@ impl Handshake {
                     )),
                 }
             }
+            Phase::Deriving(..) => Err(HandshakeError::Unexpected(
+                "a response while no request was in flight",
+            )),
             Phase::Over => Err(HandshakeError::Finished),
         }
     }
 
+    /// Continues after [`Step::Derive`] with the salted password
+    /// ([`DeriveRequest::derive`]'s result): answers the server-first message.
+    pub fn derived(&mut self, salted_password: &[u8]) -> Result<Step, HandshakeError> {
+        match std::mem::replace(&mut self.phase, Phase::Over) {
+            Phase::Deriving(mut exchange, challenge) => {
+                exchange.derived(salted_password)?;
+                let answer = exchange.challenge(&challenge)?;
+                self.phase = Phase::Authenticating(exchange);
+                Ok(self.send_payload(&answer))
+            }
+            Phase::Over => Err(HandshakeError::Finished),
+            other => {
+                self.phase = other;
+                Err(HandshakeError::Unexpected(
+                    "no key derivation was asked for",
+                ))
+            }
+        }
+    }
+
+    /// The SASL mechanism chosen, once the stream features came.
+    pub fn mechanism(&self) -> Option<&'static str> {
+        (!self.mechanism.is_empty()).then_some(self.mechanism)
+    }
+
     fn authenticate(&mut self, features: &StreamFeatures) -> Result<Step, HandshakeError> {
-        let (exchange, auth) = SaslExchange::start(
-            &self.config.credentials,
-            &features.mechanisms,
-            self.config.scram_cache.as_ref(),
-        )?;
+        let (exchange, auth) = SaslExchange::start(&self.config.credentials, &features.mechanisms)?;
         self.mechanism = exchange.mechanism();
         self.phase = Phase::Authenticating(exchange);
         Ok(self.send_payload(&auth))

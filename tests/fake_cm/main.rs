@@ -14,6 +14,7 @@ mod common;
 mod harness;
 
 mod abandonment;
+mod derivation;
 mod faults;
 mod happy_paths;
 mod pages;
