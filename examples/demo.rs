@@ -4,6 +4,7 @@
 //! scripts/demo.sh                       # starts Prosody, then this demo
 //! cargo run --example demo -- --bosh-url http://127.0.0.1:5280/http-bind
 //! curl -s http://127.0.0.1:3000/prebind
+//! curl -s http://127.0.0.1:3000/metrics       # Prometheus text format
 //! curl -s -H 'Content-Type: text/xml' -d "<body xmlns='http://jabber.org/protocol/httpbind' rid='1000'/>" \
 //!      http://127.0.0.1:3000/prebind
 //! ```
@@ -24,6 +25,11 @@
 //! `browser/node_modules/strophe.js/dist/strophe.umd.min.js`, installed by
 //! `npm ci --prefix browser`]: the Strophe.js the built-in pages load.
 //!
+//! Observability: `RUST_LOG=bosh_prebind=trace` shows the `prebind` span and
+//! each BOSH step; `/metrics` serves the layer's counters and handshake
+//! durations (feature `metrics`, on for examples) in the Prometheus format,
+//! and each outcome is logged at INFO through `PrebindLayer::on_outcome`.
+//!
 //! Built-in pages (`examples/demo/`): `/` gets a session injected and attaches
 //! Strophe.js to it (zero round trips); `/classic.html` is not injected and
 //! POSTs to `/prebind` first (one round trip). Both send an XEP-0199 ping in
@@ -39,7 +45,7 @@ use axum::response::Html;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use bosh_prebind::transport::HttpTransportBuilder;
-use bosh_prebind::{Credentials, PrebindLayer};
+use bosh_prebind::{Credentials, Outcome, PrebindLayer};
 use http::header;
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
@@ -209,6 +215,20 @@ async fn main() -> ExitCode {
         }
     };
 
+    // The layer's metrics (feature `metrics`), rendered at /metrics.
+    let metrics = match metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ])
+        .and_then(|builder| builder.install_recorder())
+    {
+        Ok(handle) => handle,
+        Err(error) => {
+            eprintln!("metrics recorder: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+
     // Browsers attach at /http-bind on this origin: no CORS set-up needed.
     let mut transport = HttpTransportBuilder::new();
     if let Some(ca_file) = &options.ca_file {
@@ -222,7 +242,24 @@ async fn main() -> ExitCode {
     }
     let prebind = PrebindLayer::with_transport(options.bosh_url.clone().into(), transport.build())
         .credentials(options.credentials.clone())
-        .bosh_passthrough("/http-bind");
+        .bosh_passthrough("/http-bind")
+        .on_outcome(|outcome: &Outcome<'_>| match outcome.result {
+            Ok(session) => tracing::info!(
+                path = outcome.path.as_str(),
+                jid = %session.jid,
+                mechanism = session.mechanism,
+                round_trips = session.round_trips,
+                elapsed_ms = outcome.elapsed.as_secs_f64() * 1e3,
+                "prebind outcome"
+            ),
+            Err(error) => tracing::info!(
+                path = outcome.path.as_str(),
+                condition = error.condition(),
+                status = error.status().as_u16(),
+                elapsed_ms = outcome.elapsed.as_secs_f64() * 1e3,
+                "prebind outcome"
+            ),
+        });
     let app = match &options.static_dir {
         // Pages of the directory, and its indexes, get a session.
         Some(dir) => Router::new()
@@ -258,6 +295,7 @@ async fn main() -> ExitCode {
                 .layer(prebind.inject_path("/"))
         }
     }
+    .route("/metrics", get(move || std::future::ready(metrics.render())))
     .layer(TraceLayer::new_for_http());
 
     let listener = match tokio::net::TcpListener::bind(options.listen).await {

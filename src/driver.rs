@@ -12,12 +12,14 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::error::PrebindError;
 use crate::protocol::handshake::{
     DeriveRequest, Handshake, HandshakeConfig, HandshakeError, PrebindSession, Step,
 };
 use crate::protocol::scram_cache::ScramCache;
+use crate::telemetry;
 use crate::transport::{BoshTransport, BoxError};
 
 /// Where and how the driver talks to the connection manager.
@@ -34,15 +36,61 @@ pub(crate) struct ClientSettings {
     pub(crate) derive_inline: bool,
 }
 
-/// Runs a whole handshake.
+/// Runs a whole handshake, in a `prebind` span (see `telemetry`) whose
+/// fields are recorded as they become known.
 pub(crate) async fn run<T: BoshTransport>(
+    transport: T,
+    settings: &ClientSettings,
+    config: HandshakeConfig,
+) -> Result<PrebindSession, PrebindError> {
+    let span = tracing::info_span!(
+        "prebind",
+        mechanism = tracing::field::Empty,
+        first_rid = tracing::field::Empty,
+        round_trips = tracing::field::Empty,
+        elapsed_ms = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        condition = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let mut progress = Progress::default();
+    let result = drive(transport, settings, config, &span, &mut progress)
+        .instrument(span.clone())
+        .await;
+    if !span.is_disabled() {
+        span.record("round_trips", progress.round_trips);
+        if let Some(mechanism) = progress.mechanism {
+            span.record("mechanism", mechanism);
+        }
+        span.record("elapsed_ms", started.elapsed().as_secs_f64() * 1e3);
+        match &result {
+            Ok(_) => span.record("outcome", "ok"),
+            Err(error) => span
+                .record("outcome", "error")
+                .record("condition", error.condition()),
+        };
+    }
+    result
+}
+
+/// What the span reports of a handshake, success or not.
+#[derive(Default)]
+struct Progress {
+    round_trips: u32,
+    mechanism: Option<&'static str>,
+}
+
+async fn drive<T: BoshTransport>(
     mut transport: T,
     settings: &ClientSettings,
     config: HandshakeConfig,
+    span: &tracing::Span,
+    progress: &mut Progress,
 ) -> Result<PrebindSession, PrebindError> {
     let started = Instant::now();
     let deadline = started + settings.handshake_timeout;
     let (mut handshake, mut body) = Handshake::start(config);
+    span.record("first_rid", handshake.last_rid());
     let mut abandoned = Abandoned {
         transport: Some(transport.clone()),
         settings: settings.clone(),
@@ -54,6 +102,9 @@ pub(crate) async fn run<T: BoshTransport>(
         // that must not be left half-made.
         abandoned.sid = handshake.sid().map(str::to_owned);
         abandoned.next_rid = handshake.last_rid() + 1;
+        let rid = handshake.last_rid();
+        tracing::trace!(rid, kind = telemetry::request_kind(&body), "sending");
+        progress.round_trips += 1;
         let request_deadline = deadline.min(Instant::now() + settings.request_timeout);
         let response =
             tokio::time::timeout_at(request_deadline, post(&mut transport, settings, body))
@@ -65,23 +116,36 @@ pub(crate) async fn run<T: BoshTransport>(
                         PrebindError::Timeout("request timed out")
                     }
                 })??;
+        tracing::trace!(
+            rid,
+            kind = telemetry::response_kind(&response),
+            bytes = response.len(),
+            "received"
+        );
         let mut step = handshake.receive(&response).inspect_err(|error| {
             if matches!(error, HandshakeError::Terminated { .. }) {
                 // The CM already ended it.
                 abandoned.sid = None;
             }
-        })?;
+        });
+        progress.mechanism = handshake.mechanism();
         loop {
-            match step {
+            match step? {
                 Step::Send(next) => {
                     body = next;
                     break;
                 }
                 Step::Derive(request) => {
+                    tracing::trace!(
+                        mechanism = request.mechanism,
+                        iterations = request.iterations,
+                        inline = settings.derive_inline,
+                        "deriving the SCRAM salted password"
+                    );
                     let salted = tokio::time::timeout_at(deadline, derive(settings, request))
                         .await
                         .map_err(|_| PrebindError::Timeout("handshake deadline exceeded"))??;
-                    step = handshake.derived(&salted)?;
+                    step = handshake.derived(&salted);
                 }
                 Step::Done(session) => {
                     abandoned.sid = None;
@@ -124,7 +188,11 @@ async fn derive(
         Some(cache) => cache
             .get_or_derive(&request, run(request.clone()))
             .await
-            .map(|(salted, _hit)| salted),
+            .map(|(salted, hit)| {
+                telemetry::scram_cache(hit);
+                tracing::trace!(cached = hit, "salted password ready");
+                salted
+            }),
         None => run(request).await,
     };
     derived.ok_or(PrebindError::Timeout("the runtime is shutting down"))
@@ -161,6 +229,7 @@ impl<T: BoshTransport> Drop for Abandoned<T> {
             )
             .await;
             let ended = matches!(sent, Ok(Ok(_)));
+            telemetry::abandoned_terminate(ended);
             tracing::debug!(ended, "terminated an abandoned pre-bound session");
         });
     }

@@ -14,11 +14,16 @@ use crate::driver::ClientSettings;
 use crate::html::snippet::Renderer;
 use crate::middleware::credentials_source::{CredentialsSource, NoCredentials};
 use crate::protocol::scram_cache::ScramCache;
+use crate::telemetry::{OutageWarnings, OutcomeHook};
 
 /// Handshakes in progress at once, by default: well above what one CM
 /// serves (Prosody: about 1000 anonymous logins per second per core, a few
 /// milliseconds each), well below what would exhaust sockets.
 const DEFAULT_MAX_HANDSHAKES: usize = 256;
+
+/// At most one WARN per this interval for failed prebinds (CM down: every
+/// page view fails the same way).
+const DEFAULT_WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Everything the middleware needs, shared by all its clones in one `Arc`.
 #[derive(Clone)]
@@ -42,6 +47,10 @@ pub(crate) struct Config {
     pub(crate) pages: Pages,
     /// Permits for handshakes in progress, shared by every clone.
     pub(crate) handshakes: Arc<Semaphore>,
+    /// Called with every prebind's outcome.
+    pub(crate) on_outcome: Option<Arc<OutcomeHook>>,
+    /// The WARN rate limit for failed prebinds, shared by every clone.
+    pub(crate) warnings: Arc<OutageWarnings>,
 }
 
 /// The same-origin BOSH path's own limits: chat traffic, not handshakes.
@@ -118,6 +127,8 @@ impl Config {
             max_request_body: 2048,
             allowed_origins: Vec::new(),
             handshakes: Arc::new(Semaphore::new(DEFAULT_MAX_HANDSHAKES)),
+            on_outcome: None,
+            warnings: Arc::new(OutageWarnings::new(DEFAULT_WARN_INTERVAL)),
             pages: Pages {
                 paths: Vec::new(),
                 prefixes: Vec::new(),

@@ -298,6 +298,38 @@ impl<T> PrebindLayer<T> {
         self
     }
 
+    /// Calls `hook` with the [`Outcome`](crate::Outcome) of every prebind:
+    /// each request on the prebind path (refusals included) and each page
+    /// that got, or failed to get, a session. Runs on the request's task:
+    /// keep it short (count, log, sample).
+    ///
+    /// ```
+    /// # #[cfg(feature = "client")] {
+    /// use bosh_prebind::{Outcome, PrebindLayer};
+    ///
+    /// let layer = PrebindLayer::new("http://127.0.0.1:5280/http-bind".parse().unwrap())
+    ///     .on_outcome(|outcome: &Outcome<'_>| match outcome.result {
+    ///         Ok(session) => println!("{:?} {} in {:?}", outcome.path, session.jid, outcome.elapsed),
+    ///         Err(error) => println!("{:?} failed: {}", outcome.path, error.condition()),
+    ///     });
+    /// # }
+    /// ```
+    pub fn on_outcome<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&crate::Outcome<'_>) + Send + Sync + 'static,
+    {
+        self.config().on_outcome = Some(Arc::new(hook));
+        self
+    }
+
+    /// At most one WARN per `interval` for failed prebinds (default 10 s),
+    /// with the number left out since the last one; the others are logged
+    /// at DEBUG. When the CM is down, every page view fails the same way.
+    pub fn failure_warn_interval(mut self, interval: Duration) -> Self {
+        self.config().warnings = Arc::new(crate::telemetry::OutageWarnings::new(interval));
+        self
+    }
+
     /// Accepts prebind requests from this other origin
     /// (`https://app.example.org`), which cross-site checks refuse otherwise.
     pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {

@@ -17,6 +17,7 @@ mod abandonment;
 mod derivation;
 mod faults;
 mod happy_paths;
+mod observability;
 mod pages;
 mod passthrough;
 mod refusals;
