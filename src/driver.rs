@@ -34,6 +34,9 @@ pub(crate) struct ClientSettings {
     /// Run SCRAM's PBKDF2 on the task's own thread instead of
     /// `spawn_blocking` (tests and benchmarks).
     pub(crate) derive_inline: bool,
+    /// Derivations running at once on blocking threads: more than the
+    /// cores would only take CPU time from the runtime's workers.
+    pub(crate) derivations: Arc<tokio::sync::Semaphore>,
 }
 
 /// Runs a whole handshake, in a `prebind` span (see `telemetry`) whose
@@ -174,10 +177,13 @@ async fn derive(
     request: DeriveRequest,
 ) -> Result<Arc<[u8]>, PrebindError> {
     let inline = settings.derive_inline;
+    let permits = &settings.derivations;
     let run = |request: DeriveRequest| async move {
         if inline {
             return Some(request.derive());
         }
+        // Closed never: the semaphore lives in the settings.
+        let _permit = permits.acquire().await.ok()?;
         match tokio::runtime::Handle::try_current() {
             // Fails only if the runtime is shutting down.
             Ok(runtime) => runtime.spawn_blocking(move || request.derive()).await.ok(),

@@ -25,6 +25,12 @@ const DEFAULT_MAX_HANDSHAKES: usize = 256;
 /// page view fails the same way).
 const DEFAULT_WARN_INTERVAL: Duration = Duration::from_secs(10);
 
+/// SCRAM derivations at once on blocking threads, by default: one per core,
+/// so that a burst of cold logins leaves the runtime's workers their share.
+fn default_derivations() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// Everything the middleware needs, shared by all its clones in one `Arc`.
 #[derive(Clone)]
 pub(crate) struct Config {
@@ -115,6 +121,7 @@ impl Config {
                 max_response_body: 64 * 1024,
                 scram_cache: Some(Arc::new(ScramCache::new(1024))),
                 derive_inline: false,
+                derivations: Arc::new(Semaphore::new(default_derivations())),
             },
             prebind_path: "/prebind".to_owned(),
             allowed_domains: Vec::new(),

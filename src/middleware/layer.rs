@@ -298,6 +298,15 @@ impl<T> PrebindLayer<T> {
         self
     }
 
+    /// How many SCRAM derivations may run at once on blocking threads
+    /// (default: the number of cores; at least 1). The others wait their
+    /// turn without holding a thread: a burst of cold logins then takes as
+    /// long as the CPU needs, and the runtime's workers keep their share.
+    pub fn max_concurrent_derivations(mut self, limit: usize) -> Self {
+        self.config().client.derivations = Arc::new(Semaphore::new(limit.max(1)));
+        self
+    }
+
     /// Calls `hook` with the [`Outcome`](crate::Outcome) of every prebind:
     /// each request on the prebind path (refusals included) and each page
     /// that got, or failed to get, a session. Runs on the request's task:
