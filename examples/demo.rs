@@ -206,6 +206,8 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,bosh_prebind=debug".into()),
         )
+        // The `prebind` span's fields (outcome, round trips, …) when it closes.
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .init();
     let options = match options() {
         Ok(options) => options,
