@@ -4,6 +4,7 @@
 //! whose handshake stopped half-way.
 
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,11 +12,14 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::error::PrebindError;
 use crate::protocol::handshake::{
-    Handshake, HandshakeConfig, HandshakeError, PrebindSession, Step,
+    DeriveRequest, Handshake, HandshakeConfig, HandshakeError, PrebindSession, Step,
 };
+use crate::protocol::scram_cache::ScramCache;
+use crate::telemetry;
 use crate::transport::{BoshTransport, BoxError};
 
 /// How the driver talks to a connection manager (which one is given per run).
@@ -24,6 +28,14 @@ pub(crate) struct ClientSettings {
     pub(crate) request_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_response_body: usize,
+    /// Where SCRAM salted passwords are cached across handshakes, if anywhere.
+    pub(crate) scram_cache: Option<Arc<ScramCache>>,
+    /// Run SCRAM's PBKDF2 on the task's own thread instead of
+    /// `spawn_blocking` (tests and benchmarks).
+    pub(crate) derive_inline: bool,
+    /// Derivations running at once on blocking threads: more than the
+    /// cores would only take CPU time from the runtime's workers.
+    pub(crate) derivations: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why a handshake failed, and whether another connection manager may be
@@ -46,6 +58,13 @@ impl Failure {
             Failure::NodeFailed(error) | Failure::Failed(error) => error,
         }
     }
+
+    /// The error, whatever the kind.
+    pub(crate) fn error(&self) -> &PrebindError {
+        match self {
+            Failure::NodeFailed(error) | Failure::Failed(error) => error,
+        }
+    }
 }
 
 impl From<PrebindError> for Failure {
@@ -54,16 +73,73 @@ impl From<PrebindError> for Failure {
     }
 }
 
-/// Runs a whole handshake at the CM at `url`, to finish by `deadline`.
+/// Runs a whole handshake at the CM at `url`, to finish by `deadline`, in a
+/// `prebind` span (see `telemetry`) whose fields are recorded as they become
+/// known.
 pub(crate) async fn run<T: BoshTransport>(
-    mut transport: T,
+    transport: T,
     settings: &ClientSettings,
     url: &Uri,
     config: HandshakeConfig,
     deadline: Instant,
 ) -> Result<PrebindSession, Failure> {
+    let span = tracing::info_span!(
+        "prebind",
+        mechanism = tracing::field::Empty,
+        first_rid = tracing::field::Empty,
+        round_trips = tracing::field::Empty,
+        elapsed_ms = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        condition = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let mut progress = Progress::default();
+    let result = drive(
+        transport,
+        settings,
+        url,
+        config,
+        deadline,
+        &span,
+        &mut progress,
+    )
+    .instrument(span.clone())
+    .await;
+    if !span.is_disabled() {
+        span.record("round_trips", progress.round_trips);
+        if let Some(mechanism) = progress.mechanism {
+            span.record("mechanism", mechanism);
+        }
+        span.record("elapsed_ms", started.elapsed().as_secs_f64() * 1e3);
+        match &result {
+            Ok(_) => span.record("outcome", "ok"),
+            Err(failure) => span
+                .record("outcome", "error")
+                .record("condition", failure.error().condition()),
+        };
+    }
+    result
+}
+
+/// What the span reports of a handshake, success or not.
+#[derive(Default)]
+struct Progress {
+    round_trips: u32,
+    mechanism: Option<&'static str>,
+}
+
+async fn drive<T: BoshTransport>(
+    mut transport: T,
+    settings: &ClientSettings,
+    url: &Uri,
+    config: HandshakeConfig,
+    deadline: Instant,
+    span: &tracing::Span,
+    progress: &mut Progress,
+) -> Result<PrebindSession, Failure> {
     let started = Instant::now();
     let (mut handshake, mut body) = Handshake::start(config);
+    span.record("first_rid", handshake.last_rid());
     let mut abandoned = Abandoned {
         transport: Some(transport.clone()),
         settings: settings.clone(),
@@ -77,6 +153,9 @@ pub(crate) async fn run<T: BoshTransport>(
         abandoned.sid = handshake.sid().map(str::to_owned);
         abandoned.next_rid = handshake.last_rid() + 1;
         let creating = abandoned.sid.is_none();
+        let rid = handshake.last_rid();
+        tracing::trace!(rid, kind = telemetry::request_kind(&body), "sending");
+        progress.round_trips += 1;
         let request_deadline = deadline.min(Instant::now() + settings.request_timeout);
         let answer =
             tokio::time::timeout_at(request_deadline, post(&mut transport, settings, url, body))
@@ -98,28 +177,89 @@ pub(crate) async fn run<T: BoshTransport>(
                 });
             }
         };
-        let step = handshake.receive(&response).map_err(|error| {
+        tracing::trace!(
+            rid,
+            kind = telemetry::response_kind(&response),
+            bytes = response.len(),
+            "received"
+        );
+        let mut step = handshake.receive(&response).inspect_err(|error| {
             if matches!(error, HandshakeError::Terminated { .. }) {
                 // The CM already ended it.
                 abandoned.sid = None;
             }
-            classify(creating, error.into())
-        })?;
-        match step {
-            Step::Send(next) => body = next,
-            Step::Done(session) => {
-                abandoned.sid = None;
-                tracing::debug!(
-                    jid = %session.jid,
-                    mechanism = session.mechanism,
-                    round_trips = session.round_trips,
-                    elapsed_us = started.elapsed().as_micros() as u64,
-                    "prebind handshake done"
-                );
-                return Ok(session);
+        });
+        progress.mechanism = handshake.mechanism();
+        loop {
+            match step.map_err(|error| classify(creating, error.into()))? {
+                Step::Send(next) => {
+                    body = next;
+                    break;
+                }
+                Step::Derive(request) => {
+                    tracing::trace!(
+                        mechanism = request.mechanism,
+                        iterations = request.iterations,
+                        inline = settings.derive_inline,
+                        "deriving the SCRAM salted password"
+                    );
+                    let salted = tokio::time::timeout_at(deadline, derive(settings, request))
+                        .await
+                        .map_err(|_| PrebindError::Timeout("handshake deadline exceeded"))??;
+                    step = handshake.derived(&salted);
+                }
+                Step::Done(session) => {
+                    abandoned.sid = None;
+                    tracing::debug!(
+                        jid = %session.jid,
+                        mechanism = session.mechanism,
+                        round_trips = session.round_trips,
+                        elapsed_us = started.elapsed().as_micros() as u64,
+                        "prebind handshake done"
+                    );
+                    return Ok(session);
+                }
             }
         }
     }
+}
+
+/// SCRAM's salted password (RFC 5802 §3): from the cache, else PBKDF2 on a
+/// blocking thread (`spawn_blocking`: never on a runtime worker, where up to
+/// [`MAX_SCRAM_ITERATIONS`](crate::handshake::MAX_SCRAM_ITERATIONS) HMACs
+/// would stall every other task on it), or inline when so configured.
+/// Concurrent cold logins of one account share one run (the cache is
+/// single-flight).
+async fn derive(
+    settings: &ClientSettings,
+    request: DeriveRequest,
+) -> Result<Arc<[u8]>, PrebindError> {
+    let inline = settings.derive_inline;
+    let permits = &settings.derivations;
+    let run = |request: DeriveRequest| async move {
+        if inline {
+            return Some(request.derive());
+        }
+        // Closed never: the semaphore lives in the settings.
+        let _permit = permits.acquire().await.ok()?;
+        match tokio::runtime::Handle::try_current() {
+            // Fails only if the runtime is shutting down.
+            Ok(runtime) => runtime.spawn_blocking(move || request.derive()).await.ok(),
+            Err(_) => Some(request.derive()),
+        }
+    };
+    let derived = match &settings.scram_cache {
+        Some(cache) => cache
+            .get_or_derive(&request, run(request.clone()))
+            .await
+            .map(|(salted, hit)| {
+                telemetry::scram_cache(hit);
+                tracing::trace!(cached = hit, "salted password ready");
+                salted
+            }),
+        None => run(request).await,
+    };
+    derived.ok_or(PrebindError::Timeout("the runtime is shutting down"))
 }
 
 /// Ends, best effort, a session whose handshake stopped before handing it
@@ -150,6 +290,7 @@ impl<T: BoshTransport> Drop for Abandoned<T> {
         let rid = self.next_rid;
         runtime.spawn(async move {
             let ended = terminate(&mut transport, &settings, &url, &sid, rid).await;
+            telemetry::abandoned_terminate(ended);
             tracing::debug!(ended, "terminated an abandoned pre-bound session");
         });
     }

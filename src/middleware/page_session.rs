@@ -15,6 +15,7 @@ use crate::html::snippet::{SnippetContext, default_snippet};
 use crate::middleware::config::Config;
 use crate::middleware::establish::establish;
 use crate::middleware::prebind_request::PrebindRequest;
+use crate::telemetry::{PathKind, report};
 use crate::transport::BoshTransport;
 
 /// The snippet for a page: runs the handshake for the request's credentials
@@ -37,6 +38,7 @@ pub(crate) fn page_snippet<T: BoshTransport>(
             );
             return None;
         };
+        let started = tokio::time::Instant::now();
         let outcome = establish(
             &config,
             transport,
@@ -50,16 +52,17 @@ pub(crate) fn page_snippet<T: BoshTransport>(
             Err(_) => &config.public_bosh_url,
         };
         let outcome = outcome.map(|(session, _)| session);
+        report(
+            config.on_outcome.as_deref(),
+            &config.warnings,
+            &config.cm_for_logs(),
+            PathKind::Page,
+            outcome.as_ref(),
+            started.elapsed(),
+        );
         let json = match &outcome {
             Ok(session) => session_json(session, bosh_service_url),
-            Err(error) => {
-                tracing::warn!(
-                    %error,
-                    cm = %config.cm_for_logs(),
-                    "prebind for a page failed; serving it with the error object"
-                );
-                error_json(error)
-            }
+            Err(error) => error_json(error),
         };
         let pages = &config.pages;
         let markup = match &pages.renderer {

@@ -14,8 +14,10 @@ mod common;
 mod harness;
 
 mod abandonment;
+mod derivation;
 mod faults;
 mod happy_paths;
+mod observability;
 mod pages;
 mod passthrough;
 mod pool;
