@@ -29,6 +29,8 @@
 #   EJABBERD_CLUSTER_NODE_A / _B node names (bosh-prebind-a@localhost / bosh-prebind-b@localhost)
 #   EJABBERD_BOSH_INACTIVITY     mod_bosh max_inactivity, seconds                   (60)
 #   EJABBERD_LOG_LEVEL           ejabberd log level                                 (info)
+#   EJABBERD_ERL_FLAGS           extra emulator flags, e.g. '+sbwt none' (none; a change
+#                                rebuilds the cluster at the next `up`)
 #   EJABBERD_START_TIMEOUT       seconds to wait for each node / the join           (60)
 # Ports are below Linux's ephemeral range (32768-60999) and clear of Prosody
 # (5222/5269/5280/5281) and of scripts/ejabberd.sh (5380, 5389).
