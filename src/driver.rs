@@ -4,12 +4,15 @@
 //! whose handshake stopped half-way.
 
 use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::error::PrebindError;
@@ -25,7 +28,15 @@ pub(crate) struct ClientSettings {
     pub(crate) request_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_response_body: usize,
+    /// Permits for `terminate` requests in flight, shared by every clone.
+    pub(crate) terminates: Arc<Semaphore>,
 }
+
+/// `terminate` requests in flight at once (abandoned handshakes, sessions
+/// finished for pages that were not injected). Beyond it a session is left
+/// to the CM's inactivity timeout (XEP-0124 §8: Prosody 60 s, ejabberd
+/// 30 s): a flood of cancelled pages must not become a flood of tasks.
+pub(crate) const MAX_CONCURRENT_TERMINATES: usize = 32;
 
 /// Runs a whole handshake.
 pub(crate) async fn run<T: BoshTransport>(
@@ -34,7 +45,7 @@ pub(crate) async fn run<T: BoshTransport>(
     config: HandshakeConfig,
 ) -> Result<PrebindSession, PrebindError> {
     let started = Instant::now();
-    let deadline = started + settings.handshake_timeout;
+    let deadline = deadline_after(started, settings.handshake_timeout);
     let (mut handshake, mut body) = Handshake::start(config);
     let mut abandoned = Abandoned {
         transport: Some(transport.clone()),
@@ -47,7 +58,8 @@ pub(crate) async fn run<T: BoshTransport>(
         // that must not be left half-made.
         abandoned.sid = handshake.sid().map(str::to_owned);
         abandoned.next_rid = handshake.last_rid() + 1;
-        let request_deadline = deadline.min(Instant::now() + settings.request_timeout);
+        let request_deadline =
+            deadline.min(deadline_after(Instant::now(), settings.request_timeout));
         let response =
             tokio::time::timeout_at(request_deadline, post(&mut transport, settings, body))
                 .await
@@ -83,9 +95,7 @@ pub(crate) async fn run<T: BoshTransport>(
 
 /// Ends, best effort, a session whose handshake stopped before handing it
 /// over: the caller went away (the response future or body was dropped) or
-/// the handshake failed on our side. One `terminate` request (XEP-0124 §12),
-/// on a spawned task bounded by the request timeout, when a tokio runtime is
-/// there; otherwise the session expires at the CM after its `inactivity`.
+/// the handshake failed on our side. See [`terminate`].
 struct Abandoned<T: BoshTransport> {
     transport: Option<T>,
     settings: ClientSettings,
@@ -97,24 +107,99 @@ struct Abandoned<T: BoshTransport> {
 
 impl<T: BoshTransport> Drop for Abandoned<T> {
     fn drop(&mut self) {
-        let (Some(sid), Some(mut transport)) = (self.sid.take(), self.transport.take()) else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let settings = self.settings.clone();
-        let body = crate::protocol::bosh::terminate(self.next_rid, &sid);
-        runtime.spawn(async move {
-            let sent = tokio::time::timeout(
-                settings.request_timeout,
-                post(&mut transport, &settings, body),
-            )
-            .await;
-            let ended = matches!(sent, Ok(Ok(_)));
-            tracing::debug!(ended, "terminated an abandoned pre-bound session");
-        });
+        if let (Some(sid), Some(transport)) = (self.sid.take(), self.transport.take()) {
+            terminate(transport, &self.settings, &sid, self.next_rid, "abandoned handshake");
+        }
     }
+}
+
+/// A finished session not yet handed to a browser: dropped unclaimed (the
+/// page it was made for was not injectable, or went away before the
+/// snippet was written), it is terminated like an abandoned handshake.
+pub(crate) struct Unclaimed(Option<Box<dyn FnOnce() + Send>>);
+
+impl Unclaimed {
+    pub(crate) fn new<T: BoshTransport>(
+        transport: T,
+        settings: &ClientSettings,
+        session: &PrebindSession,
+    ) -> Self {
+        let settings = settings.clone();
+        let (sid, rid) = (session.sid.clone(), session.next_rid());
+        Unclaimed(Some(Box::new(move || {
+            terminate(transport, &settings, &sid, rid, "session not handed over");
+        })))
+    }
+
+    /// The session reached the browser: nothing to end.
+    pub(crate) fn claim(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        if let Some(end) = self.0.take() {
+            end();
+        }
+    }
+}
+
+impl std::fmt::Debug for Unclaimed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Unclaimed")
+    }
+}
+
+/// Terminates sent and skipped (cap reached or no runtime), for logs.
+static TERMINATES_SENT: AtomicU64 = AtomicU64::new(0);
+static TERMINATES_SKIPPED: AtomicU64 = AtomicU64::new(0);
+
+/// One `terminate` request (XEP-0124 §12) for a session nobody will use,
+/// on a spawned task bounded by the request timeout, when a tokio runtime
+/// is there and fewer than [`MAX_CONCURRENT_TERMINATES`] are in flight;
+/// otherwise the session expires at the CM after its `inactivity`.
+fn terminate<T: BoshTransport>(
+    mut transport: T,
+    settings: &ClientSettings,
+    sid: &str,
+    rid: u64,
+    why: &'static str,
+) {
+    let permit = tokio::runtime::Handle::try_current()
+        .ok()
+        .and_then(|runtime| Some((runtime, Arc::clone(&settings.terminates).try_acquire_owned().ok()?)));
+    let Some((runtime, permit)) = permit else {
+        let skipped = TERMINATES_SKIPPED.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::debug!(
+            why,
+            skipped,
+            "session left to expire at the CM (no runtime, or {MAX_CONCURRENT_TERMINATES} terminates in flight)"
+        );
+        return;
+    };
+    let settings = settings.clone();
+    let body = crate::protocol::bosh::terminate(rid, sid);
+    runtime.spawn(async move {
+        let sent = tokio::time::timeout(
+            settings.request_timeout,
+            post(&mut transport, &settings, body),
+        )
+        .await;
+        drop(permit);
+        let ended = matches!(sent, Ok(Ok(_)));
+        let total = TERMINATES_SENT.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::debug!(why, ended, terminates = total, "terminated a pre-bound session");
+    });
+}
+
+/// `now + timeout`, saturating: `Duration::MAX` (or any timeout past what
+/// `Instant` can hold) means "no deadline", not a panic. Like tokio's own
+/// `timeout`, far enough is 30 years.
+pub(crate) fn deadline_after(now: Instant, timeout: Duration) -> Instant {
+    const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+    now.checked_add(timeout.min(FAR_FUTURE))
+        .unwrap_or(now)
 }
 
 /// One POST to the CM, returning its (capped) body.

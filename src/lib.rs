@@ -146,7 +146,7 @@ pub use error::PrebindError;
 pub use html::snippet::SnippetContext;
 pub use middleware::body::PrebindBody;
 pub use middleware::credentials_source::{
-    CredentialsFn, CredentialsFuture, CredentialsSource, FromExtensions,
+    CredentialsFn, CredentialsFuture, CredentialsNow, CredentialsSource, FromExtensions,
 };
 pub use middleware::future::ResponseFuture;
 pub use middleware::layer::PrebindLayer;

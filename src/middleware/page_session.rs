@@ -1,7 +1,8 @@
 //! The session of an injected page: its handshake starts when the request
 //! arrives and is polled by the response future and the body while the page
 //! streams (no spawned task: dropping them cancels it), then rendered as the
-//! snippet.
+//! snippet. A session finished but never written into its page is
+//! terminated ([`Unclaimed`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,27 +11,45 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
+use crate::driver::Unclaimed;
+use crate::html::json::JsonObject;
 use crate::html::session_json::{error_json, session_json};
 use crate::html::snippet::{SnippetContext, default_snippet};
 use crate::middleware::config::Config;
+use crate::middleware::credentials_source::CredentialsFuture;
 use crate::middleware::establish::establish;
 use crate::middleware::prebind_request::PrebindRequest;
+use crate::protocol::credentials::Credentials;
 use crate::transport::BoshTransport;
+
+/// Who a page's session is for: known when the request arrived, or still
+/// being looked up.
+pub(crate) enum PageCredentials {
+    Known(Credentials),
+    Later(CredentialsFuture),
+}
 
 /// The snippet for a page: runs the handshake for the request's credentials
 /// and renders the session or the error; `None` when there is nobody to log
-/// in (the page is served as is).
+/// in (the page is served as is). With `reuse`, the browser said it holds a
+/// live session of its own: no handshake, the snippet says so.
 pub(crate) fn page_snippet<T: BoshTransport>(
     config: Arc<Config>,
     transport: T,
-    parts: &http::request::Parts,
+    credentials: PageCredentials,
+    reuse: bool,
 ) -> SnippetFuture {
-    let credentials = config.credentials.credentials(parts);
     Box::pin(async move {
-        let credentials = credentials.await?;
+        let credentials = match credentials {
+            PageCredentials::Known(credentials) => credentials,
+            PageCredentials::Later(future) => future.await?,
+        };
+        if reuse {
+            return Some(Snippet::unclaimed(reuse_snippet(&config, &credentials)));
+        }
         let outcome = establish(
             &config,
-            transport,
+            transport.clone(),
             credentials,
             None,
             &PrebindRequest::default(),
@@ -52,20 +71,69 @@ pub(crate) fn page_snippet<T: BoshTransport>(
             }),
             None => default_snippet(&pages.element_id, &json),
         };
-        Some(Bytes::from(markup))
+        let unclaimed = outcome
+            .ok()
+            .map(|session| Unclaimed::new(transport, &config.client, &session));
+        Some(Snippet {
+            markup: Bytes::from(markup),
+            unclaimed,
+        })
     })
+}
+
+/// `{"reuse":true,"jid":…}`: the page restores the session it keeps
+/// (`jid` is who it must belong to: the account's bare JID, or the domain
+/// for anonymous logins, as Strophe.js `restore(jid)` compares them).
+/// Always the default element: a custom renderer renders sessions.
+fn reuse_snippet(config: &Config, credentials: &Credentials) -> Bytes {
+    let jid = match credentials.secret() {
+        Some((localpart, _)) => format!("{localpart}@{}", credentials.domain()),
+        None => credentials.domain().to_owned(),
+    };
+    let json = JsonObject::new()
+        .boolean("reuse", true)
+        .string("jid", &jid)
+        .string("bosh_service_url", config.bosh_service_url())
+        .finish();
+    Bytes::from(default_snippet(&config.pages.element_id, &json))
+}
+
+/// A page's snippet, and the session in it until the page carries it.
+#[derive(Debug)]
+pub(crate) struct Snippet {
+    markup: Bytes,
+    /// The session, terminated if the snippet is dropped unwritten.
+    unclaimed: Option<Unclaimed>,
+}
+
+impl Snippet {
+    fn unclaimed(markup: Bytes) -> Self {
+        Snippet {
+            markup,
+            unclaimed: None,
+        }
+    }
+
+    /// The markup, to be written into the page: the session is handed over.
+    fn write(self) -> Bytes {
+        if let Some(unclaimed) = self.unclaimed {
+            unclaimed.claim();
+        }
+        self.markup
+    }
 }
 
 /// The future of a page's snippet: `None` when there is nobody to log in
 /// (the page is then served without injection).
-pub(crate) type SnippetFuture = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+pub(crate) type SnippetFuture = Pin<Box<dyn Future<Output = Option<Snippet>> + Send>>;
 
 /// A snippet being made while the page streams: polled for progress by the
 /// response future and the body, so the handshake runs concurrently with the
-/// inner service without a spawned task (dropping it cancels the handshake).
+/// inner service without a spawned task (dropping it cancels the handshake,
+/// or terminates the session it finished).
 pub(crate) enum PendingSnippet {
     Running(SnippetFuture),
-    Ready(Option<Bytes>),
+    Ready(Option<Snippet>),
     Taken,
 }
 
@@ -79,11 +147,11 @@ impl PendingSnippet {
         }
     }
 
-    /// Waits for the snippet and takes it.
+    /// Waits for the snippet and takes it, to be written into the page.
     pub(crate) fn poll_take(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         self.progress(cx);
         match std::mem::replace(self, PendingSnippet::Taken) {
-            PendingSnippet::Ready(snippet) => Poll::Ready(snippet),
+            PendingSnippet::Ready(snippet) => Poll::Ready(snippet.map(Snippet::write)),
             PendingSnippet::Taken => Poll::Ready(None),
             running => {
                 *self = running;

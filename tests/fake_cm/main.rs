@@ -14,8 +14,10 @@ mod common;
 mod harness;
 
 mod abandonment;
+mod edge_cases;
 mod faults;
 mod happy_paths;
+mod lifetime;
 mod pages;
 mod passthrough;
 mod refusals;
