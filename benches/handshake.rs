@@ -25,9 +25,10 @@ use bosh_prebind::handshake::{Handshake, HandshakeConfig, Step};
 use bosh_prebind::test_util::FakeCm;
 use bosh_prebind::{Credentials, Mechanism};
 use bytes::Bytes;
-use criterion::{Criterion, black_box};
+use criterion::Criterion;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use std::hint::black_box;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 const CREATED: &str = "<body hold='1' authid='7d0aa91d-ded8-4d91-89b3-b4c918168c50' secure='true' xmpp:version='1.0' ver='1.6' xmlns:stream='http://etherx.jabber.org/streams' xmlns:xmpp='urn:xmpp:xbosh' xmlns='http://jabber.org/protocol/httpbind' from='anon.localhost' requests='2' polling='5' sid='7d0aa91d-ded8-4d91-89b3-b4c918168c50' inactivity='60' wait='60'><stream:features xmlns='jabber:client'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>ANONYMOUS</mechanism></mechanisms></stream:features></body>";

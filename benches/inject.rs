@@ -24,10 +24,11 @@ use bosh_prebind::inject::{HtmlScanner, Scan};
 use bosh_prebind::test_util::FakeCm;
 use bosh_prebind::{Credentials, PrebindLayer};
 use bytes::Bytes;
-use criterion::{BenchmarkId, Criterion, Throughput, black_box};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use http::{Request, Response, header};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
+use std::hint::black_box;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 mod support;

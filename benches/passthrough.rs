@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use bosh_prebind::{Credentials, PrebindLayer};
 use bytes::Bytes;
-use criterion::{Criterion, black_box};
+use criterion::Criterion;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
+use std::hint::black_box;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 fn app()

@@ -223,7 +223,7 @@ browserTest('a 200 KiB vCard photo and a 500-item roster go through /http-bind w
   await assertConnected(opened, origin, { method: 'injected', jid: /^alice@localhost\/\S+$/ });
   const outcome = await opened.page.evaluate(async () => {
     const conn = window.__conn;
-    const { $iq } = window.Strophe;
+    const $iq = window.$iq ?? window.Strophe.$iq; // a global of strophe.umd, not on Strophe
     const iq = (stanza) => new Promise((resolve, reject) => {
       conn.sendIQ(stanza, resolve, (error) => reject(new Error(`iq failed: ${error ? error.outerHTML : 'timeout'}`)), 30000);
       conn.flush();

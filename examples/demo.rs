@@ -22,24 +22,35 @@
 //! built-in pages,
 //! `--strophe PATH` [`BOSH_PREBIND_STROPHE`, default the npm package's
 //! `browser/node_modules/strophe.js/dist/strophe.umd.min.js`, installed by
-//! `npm ci --prefix browser`]: the Strophe.js the built-in pages load.
+//! `npm ci --prefix browser`]: the Strophe.js the built-in pages load,
+//! `--converse DIR` [`BOSH_PREBIND_CONVERSE`, default the npm package's
+//! `browser/node_modules/converse.js/dist`]: the Converse.js 14 `dist`
+//! directory `/converse.html` loads (served at `/vendor/converse/`).
+//! `--pool N` [`BOSH_PREBIND_POOL`, default 0: none]: keep up to N sessions
+//! bound ahead of demand (the warm pool, README); Ctrl-C terminates them.
 //!
 //! Built-in pages (`examples/demo/`): `/` gets a session injected and attaches
 //! Strophe.js to it (zero round trips); `/classic.html` is not injected and
 //! POSTs to `/prebind` first (one round trip). Both send an XEP-0199 ping in
 //! their first request and show the result; a failed pre-bind falls back to a
-//! normal anonymous login on `--domain`. Browsers reach the CM through
-//! `/http-bind` on this origin.
+//! normal anonymous login on `--domain`. `/converse.html` gets a session
+//! injected and hands it to Converse.js 14 (`converse-prebind.js`: a `blob:`
+//! `prebind_url`, zero round trips). Browsers reach the CM through
+//! `/http-bind` on this origin. `GET /stats` answers `{"handshakes":N}` (0 with `--pool`): the
+//! handshakes this demo started (one per session handed out or injected,
+//! whether used or not), for the browser tests.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use bosh_prebind::transport::HttpTransportBuilder;
-use bosh_prebind::{Credentials, PrebindLayer};
+use bosh_prebind::{Credentials, CredentialsFuture, CredentialsSource, PrebindLayer};
 use http::header;
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
@@ -56,10 +67,12 @@ struct Options {
     anonymous_domain: String,
     static_dir: Option<std::path::PathBuf>,
     strophe: std::path::PathBuf,
+    converse: std::path::PathBuf,
+    pool: usize,
 }
 
-const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL] [--ca-file PEM] [--domain DOMAIN] [--jid JID --password PASSWORD] [--static-dir DIR] [--strophe PATH]";
-const FLAGS: [&str; 8] = [
+const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL] [--ca-file PEM] [--domain DOMAIN] [--jid JID --password PASSWORD] [--static-dir DIR] [--strophe PATH] [--converse DIR] [--pool N]";
+const FLAGS: [&str; 10] = [
     "listen",
     "bosh-url",
     "ca-file",
@@ -68,11 +81,18 @@ const FLAGS: [&str; 8] = [
     "password",
     "static-dir",
     "strophe",
+    "converse",
+    "pool",
 ];
 /// The Strophe.js of the npm package `browser/` installs.
 const DEFAULT_STROPHE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/browser/node_modules/strophe.js/dist/strophe.umd.min.js"
+);
+/// The Converse.js `dist` directory of the npm package `browser/` installs.
+const DEFAULT_CONVERSE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/browser/node_modules/converse.js/dist"
 );
 
 fn options() -> Result<Options, String> {
@@ -86,6 +106,8 @@ fn options() -> Result<Options, String> {
         ("password", "BOSH_PREBIND_PASSWORD"),
         ("static-dir", "BOSH_PREBIND_STATIC_DIR"),
         ("strophe", "BOSH_PREBIND_STROPHE"),
+        ("converse", "BOSH_PREBIND_CONVERSE"),
+        ("pool", "BOSH_PREBIND_POOL"),
     ] {
         if let Ok(value) = std::env::var(var) {
             values.insert(flag.to_owned(), value);
@@ -151,6 +173,10 @@ fn options() -> Result<Options, String> {
         }
     }
     let strophe = std::path::PathBuf::from(get("strophe", DEFAULT_STROPHE));
+    let converse = std::path::PathBuf::from(get("converse", DEFAULT_CONVERSE));
+    let pool = get("pool", "0")
+        .parse()
+        .map_err(|e| format!("--pool: {e}"))?;
     Ok(Options {
         listen,
         bosh_url,
@@ -160,22 +186,43 @@ fn options() -> Result<Options, String> {
         anonymous_domain,
         static_dir,
         strophe,
+        converse,
+        pool,
     })
 }
 
 const INDEX_PAGE: &str = include_str!("demo/index.html");
 const CLASSIC_PAGE: &str = include_str!("demo/classic.html");
+const CONVERSE_PAGE: &str = include_str!("demo/converse.html");
+const CONVERSE_SCRIPT: &str = include_str!("demo/converse-prebind.js");
 const SCRIPT: &str = include_str!("demo/demo.js");
 const STYLE: &str = include_str!("demo/demo.css");
 
 /// The pages name their XMPP domains in `<meta>` tags whose defaults (kept by a
 /// plain copy of the files) suit the test server; fill in this demo's.
 fn page(template: &str, options: &Options) -> String {
+    fill_meta(
+        template,
+        &[
+            ("xmpp-domain", &options.session_domain),
+            ("xmpp-anonymous-domain", &options.anonymous_domain),
+        ],
+    )
+}
+
+/// The Converse page names the JID it is for, from the same credentials as
+/// the injected session: an account's bare JID, else the anonymous domain.
+fn converse_page(options: &Options) -> String {
+    let jid = options
+        .credentials
+        .bare_jid()
+        .unwrap_or_else(|| options.credentials.domain().to_owned());
+    fill_meta(CONVERSE_PAGE, &[("xmpp-jid", &jid)])
+}
+
+fn fill_meta(template: &str, metas: &[(&str, &String)]) -> String {
     let mut page = template.to_owned();
-    for (name, domain) in [
-        ("xmpp-domain", &options.session_domain),
-        ("xmpp-anonymous-domain", &options.anonymous_domain),
-    ] {
+    for &(name, domain) in metas {
         let default = format!(r#"<meta name="{name}" content="anon.localhost">"#);
         assert!(
             page.contains(&default),
@@ -191,6 +238,29 @@ fn page(template: &str, options: &Options) -> String {
         );
     }
     page
+}
+
+/// The demo's credentials, counting each handshake they start (the layer asks
+/// a source once per prebind request or injected page, right before the
+/// handshake), for `GET /stats`.
+struct Counted {
+    credentials: Credentials,
+    handshakes: Arc<AtomicU64>,
+}
+
+impl CredentialsSource for Counted {
+    fn credentials(&self, request: &http::request::Parts) -> CredentialsFuture {
+        self.handshakes.fetch_add(1, Ordering::Relaxed);
+        self.credentials.credentials(request)
+    }
+
+    fn static_domains(&self) -> Vec<String> {
+        self.credentials.static_domains()
+    }
+}
+
+fn stats_body(handshakes: u64) -> std::collections::BTreeMap<&'static str, u64> {
+    std::collections::BTreeMap::from([("handshakes", handshakes)])
 }
 
 #[tokio::main]
@@ -220,12 +290,33 @@ async fn main() -> ExitCode {
             }
         };
     }
+    let handshakes = Arc::new(AtomicU64::new(0));
     let prebind = PrebindLayer::with_transport(options.bosh_url.clone().into(), transport.build())
-        .credentials(options.credentials.clone())
         .bosh_passthrough("/http-bind");
+    // The warm pool serves a fixed `Credentials` only (a wrapper such as
+    // `Counted` is a per-request source to the layer): with --pool, /stats
+    // counts nothing.
+    let prebind = if options.pool > 0 {
+        prebind
+            .credentials(options.credentials.clone())
+            .pool(options.pool)
+    } else {
+        prebind.credentials(Counted {
+            credentials: options.credentials.clone(),
+            handshakes: handshakes.clone(),
+        })
+    };
+    let stats = get(move || async move {
+        (
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(stats_body(handshakes.load(Ordering::Relaxed))),
+        )
+    });
+    let pool = prebind.pool_handle();
     let app = match &options.static_dir {
         // Pages of the directory, and its indexes, get a session.
         Some(dir) => Router::new()
+            .route("/stats", stats)
             .fallback_service(ServeDir::new(dir))
             .layer(prebind.inject_when(|head| {
                 let path = head.uri.path();
@@ -240,11 +331,26 @@ async fn main() -> ExitCode {
                     options.strophe.display()
                 );
             }
+            if !options.converse.join("converse.min.js").is_file() {
+                tracing::warn!(
+                    "Converse.js not found in {}: run `npm ci --prefix browser` (or pass --converse DIR); \
+                     /converse.html stays empty until then",
+                    options.converse.display()
+                );
+            }
             let index = page(INDEX_PAGE, &options);
             let classic = page(CLASSIC_PAGE, &options);
+            let converse = converse_page(&options);
             Router::new()
+                .route("/stats", stats)
                 .route("/", get(|| async { Html(index) }))
                 .route("/classic.html", get(|| async { Html(classic) }))
+                .route("/converse.html", get(|| async { Html(converse) }))
+                .route(
+                    "/converse-prebind.js",
+                    get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], CONVERSE_SCRIPT) }),
+                )
+                .nest_service("/vendor/converse", ServeDir::new(&options.converse))
                 .route(
                     "/demo.js",
                     get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT) }),
@@ -255,7 +361,7 @@ async fn main() -> ExitCode {
                 )
                 // Read at each request: installing it needs no restart.
                 .route_service("/vendor/strophe.js", ServeFile::new(&options.strophe))
-                .layer(prebind.inject_path("/"))
+                .layer(prebind.inject_path("/").inject_path("/converse.html"))
         }
     }
     .layer(TraceLayer::new_for_http());
@@ -280,7 +386,21 @@ async fn main() -> ExitCode {
     let listener = listener.tap_io(|stream| {
         let _ = stream.set_nodelay(true);
     });
-    if let Err(error) = axum::serve(listener, app).await {
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    // Pooled sessions are ended at the CM, not left to expire there.
+    let stats = pool.stats();
+    if tokio::time::timeout(std::time::Duration::from_secs(10), pool.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the warm pool's sessions were not all terminated in 10 s");
+    }
+    tracing::info!(?stats, "warm pool at shutdown");
+    if let Err(error) = served {
         eprintln!("server error: {error}");
         return ExitCode::FAILURE;
     }

@@ -215,6 +215,60 @@ def bosh_seeds(markdown):
 
 # html_scanner layout (fuzz/src/lib.rs, `html_scanner`): flags, [marker len,
 # marker text], K, K % 17 chunk sizes, page.
+def sasl2_seeds():
+    """Prosody 13 SASL2 + Bind 2 (+ FAST) logins, from the transcripts of
+    docs/protocol/prosody-13-sasl2.md with the parts shortened there filled in
+    (the same bodies as the unit tests of src/protocol/handshake.rs)."""
+    sid = b"dbdf1a67-9b4e-4d43-9b07-3c5f0e8e6f15"
+    head = b"<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams' sid='" + sid + b"'"
+
+    def created(domain, mechanisms, fast=False):
+        mechs = b"".join(b"<mechanism>" + m + b"</mechanism>" for m in mechanisms)
+        inline = (
+            b"<inline><bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:carbons:2'/>"
+            b"<feature var='urn:xmpp:csi:0'/><feature var='urn:xmpp:sm:3'/></inline></bind>"
+            + (b"<fast xmlns='urn:xmpp:fast:0'><mechanism>HT-SHA-256-NONE</mechanism></fast>" if fast else b"")
+            + b"<sm xmlns='urn:xmpp:sm:3'/></inline>"
+        )
+        return (
+            head + b" hold='1' xmlns:xmpp='urn:xmpp:xbosh' ver='1.6' secure='true' polling='5' inactivity='60'"
+            b" requests='2' wait='10' xmpp:version='1.0' from='" + domain + b"'><stream:features xmlns='jabber:client'>"
+            b"<authentication xmlns='urn:xmpp:sasl:2'>" + mechs + inline + b"</authentication>"
+            b"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" + mechs + b"</mechanisms></stream:features></body>"
+        )
+
+    features = (
+        b"<stream:features xmlns='jabber:client'><sub xmlns='urn:xmpp:features:pre-approval'/>"
+        b"<ver xmlns='urn:xmpp:features:rosterver'/><sm xmlns='urn:xmpp:sm:3'><optional/></sm></stream:features>"
+    )
+
+    def success(jid, extra=b""):
+        return (
+            head + b"><success xmlns='urn:xmpp:sasl:2'>" + extra + b"<bound xmlns='urn:xmpp:bind:0'/>"
+            b"<authorization-identifier>" + jid + b"</authorization-identifier></success>" + features + b"</body>"
+        )
+
+    token = (
+        b"<token xmlns='urn:xmpp:fast:0' expiry='2026-12-22T01:38:23.035212Z'"
+        b" token='secret-token:fast-QZJcpgSVneGZMOh4IQ4HOYvu6-J0jgWC8oZ4'/>"
+    )
+    anon = [created(b"anon.localhost", [b"ANONYMOUS"]), success(b"l0gcrcfkv0fb_ztauu1utbzh@anon.localhost/5axm7rCq-2An")]
+    plain = [
+        created(b"localhost", [b"SCRAM-SHA-1", b"OAUTHBEARER", b"PLAIN"], fast=True),
+        success(b"alice@localhost/webapp~SF2OAu43unoa", token),
+    ]
+    write("cm_response", "handshake-sasl2-anonymous", ANON + SEP.join(anon))
+    write("cm_response", "handshake-sasl2-plain-token", ALICE_PLAIN + SEP.join(plain))
+    failures = {
+        "fast-malformed": b"<failure xmlns='urn:xmpp:sasl:2'><malformed-request/><text>FAST is not available on this stream</text></failure>",
+        "not-authorized": b"<failure xmlns='urn:xmpp:sasl:2'><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></failure>",
+        "continue": b"<continue xmlns='urn:xmpp:sasl:2'><additional-data>SSdtIGJvcmVkIG5vdy4=</additional-data><tasks><task>HOTP-EXAMPLE</task></tasks></continue>",
+        "challenge": b"<challenge xmlns='urn:xmpp:sasl:2'>cj1hWnNLLHM9YzJGc2RBPT0saT00MDk2</challenge>",
+    }
+    for name, element in failures.items():
+        write("cm_response", f"sasl2-{name}", ALICE_PLAIN + plain[0] + SEP + head + b">" + element + b"</body>")
+
+
 def html(name, page, sizes=(), marker=None):
     head = bytearray()
     if marker is None:
@@ -279,6 +333,7 @@ def main():
             for name in os.listdir(folder):
                 os.remove(os.path.join(folder, name))
     bosh_seeds(markdown)
+    sasl2_seeds()
     html_seeds()
     for target in sorted(os.listdir(SEEDS)):
         files = os.listdir(os.path.join(SEEDS, target))

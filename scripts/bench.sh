@@ -7,9 +7,11 @@
 #   scripts/bench.sh browser    session-ready time in headless Chromium at 0 and 100 ms RTT
 #                               (browser/latency.mjs; then scripts/plot.py -> docs/session-ready.svg)
 #   scripts/bench.sh page       page latency with the CM at 20 ms RTT (perf/examples/page_latency.rs)
+#   scripts/bench.sh pool       the warm pool: /prebind and page latency without/with it, CM at 20 ms RTT,
+#                               and its waste ratio under a steady and a bursty load (perf/examples/pool_latency.rs)
 #   scripts/bench.sh throughput prebinds/s, layer vs raw client, concurrency 1/8/64 (perf/examples/throughput.rs)
 #   scripts/bench.sh criterion  cargo bench --bench handshake|passthrough|inject, inject_memory 1 and 64,
-#                               handshake_latency, and the pass-through allocation test
+#                               handshake_latency, the pass-through allocation test, passthrough_stream
 #   scripts/bench.sh plot       only redraw docs/session-ready.svg from the last browser run
 #   scripts/bench.sh machine    only record the machine (nproc, CPU model, kernel, Prosody)
 #
@@ -38,7 +40,7 @@ THROUGHPUT_SECS=${THROUGHPUT_SECS:-10}
 THROUGHPUT_ROUNDS=${THROUGHPUT_ROUNDS:-2}
 # The demo is the library's example; the measurement harnesses are examples of the
 # unpublished perf/ crate. Both land in target/release/examples/.
-PERF_EXAMPLES=(latency_proxy page_latency throughput handshake_latency inject_memory)
+PERF_EXAMPLES=(latency_proxy page_latency pool_latency throughput handshake_latency inject_memory)
 
 log() { printf '\n==== bench.sh: %s ====\n' "$*" >&2; }
 mkdir -p "$OUT"
@@ -101,6 +103,13 @@ step_page() {
 		--json "$OUT/page-latency.json" | tee "$OUT/page-latency.md"
 }
 
+step_pool() {
+	log "warm pool: latency and waste, CM at 20 ms RTT -> $OUT/pool.md"
+	fresh_prosody
+	target/release/examples/pool_latency --bosh-url "$BOSH_URL" --delay-ms 10 -n 50 --pool 16 \
+		--load-secs 60 --steady-rps 5 --burst 50 --burst-every 20 | tee "$OUT/pool.md"
+}
+
 step_throughput() {
 	log "throughput, layer vs raw client -> $OUT/throughput.{json,md}"
 	fresh_prosody
@@ -124,6 +133,8 @@ step_criterion() {
 		log "inject_memory $mib MiB -> $OUT/inject-memory-$mib.txt"
 		target/release/examples/inject_memory "$mib" | tee "$OUT/inject-memory-$mib.txt"
 	done
+	log "pass-through of large answers (1, 8, 64 MiB) -> $OUT/passthrough-stream.md"
+	cargo run --release -p perf --example passthrough_stream | tee "$OUT/passthrough-stream.md"
 	log "handshake_latency against Prosody -> $OUT/handshake-latency.md"
 	fresh_prosody
 	target/release/examples/handshake_latency "$BOSH_URL" 50 | tee "$OUT/handshake-latency.md"
@@ -135,6 +146,7 @@ all)
 	step_machine
 	step_browser
 	step_page
+	step_pool
 	step_throughput
 	step_criterion
 	log "done: results in $OUT"
@@ -144,10 +156,11 @@ machine) step_machine ;;
 browser) step_build && step_browser ;;
 plot) step_plot ;;
 page) step_build && step_page ;;
+pool) step_build && step_pool ;;
 throughput) step_build && step_throughput ;;
 criterion) step_build && step_criterion ;;
 *)
-	sed -n '2,25p' "$0" >&2
+	sed -n '2,27p' "$0" >&2
 	exit 2
 	;;
 esac

@@ -3,7 +3,7 @@
 #
 #   scripts/demo.sh [extra demo args...]
 #
-# Starts Prosody (scripts/prosody.sh), installs Strophe.js for the demo pages
+# Starts Prosody (scripts/prosody.sh), installs Strophe.js and Converse.js for the demo pages
 # (`npm ci` in browser/, only when needed), runs `cargo run --example demo` with
 # --bosh-url pointing at it, and stops Prosody when the demo exits (or on Ctrl-C) if
 # this script started it.  cargo runs in the foreground (not exec) so the EXIT trap can

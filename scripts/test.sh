@@ -5,22 +5,25 @@
 #
 # Installs Debian's chromium if /usr/bin/chromium is missing (for the browser tests).
 # Starts throw-away servers on loopback, each installed when missing: Prosody 0.12 with
-# BOSH over HTTP and HTTPS (scripts/prosody.sh), ejabberd 23.01 (scripts/ejabberd.sh) and
+# BOSH over HTTP and HTTPS (scripts/prosody.sh), Prosody 13 with SASL2, Bind 2 and FAST
+# (scripts/prosody13.sh), ejabberd 23.01 (scripts/ejabberd.sh) and
 # a two-node ejabberd cluster (scripts/ejabberd-cluster.sh); exports their URLs
 # (BOSH_PREBIND_TEST_*), then:
 #   1. `cargo test --workspace --all-features -- --include-ignored`: the library, gateway/
 #      and perf/ (a plain `cargo test` at the root tests the library only), including the
 #      real-server tests, which a plain `cargo test` reports as ignored;
 #   2. `cargo install --path gateway` into target/gateway-install (debug profile, the
-#      workspace's build reused) and the browser tests (Strophe.js in Debian's headless
-#      Chromium against the demo example and that installed gateway: `node --test
-#      browser/`, after `npm ci` in browser/ when its lock file changed);
+#      workspace's build reused) and the browser tests (Strophe.js and Converse.js in
+#      Debian's headless Chromium against the demo and per_user examples and that installed
+#      gateway: `node --test browser/`, after `npm ci` in browser/ when its lock file
+#      changed);
 # and stops each server again if this script started it.  Extra arguments go to the first
 # `cargo test`; each step runs when the one before passed.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PROSODY=scripts/prosody.sh
+PROSODY13=scripts/prosody13.sh
 EJABBERD=scripts/ejabberd.sh
 CLUSTER=scripts/ejabberd-cluster.sh
 
@@ -51,6 +54,7 @@ ensure_chromium
 # Only stop a Prosody on exit if we are the ones who started it, so running the tests
 # against an instance started by hand (or by the demo) leaves that instance up.
 started_here=0
+prosody13_started_here=0
 ejabberd_started_here=0
 cluster_started_here=0
 # shellcheck disable=SC2317 # invoked via the EXIT trap
@@ -61,6 +65,9 @@ cleanup() {
 	fi
 	if [ "$ejabberd_started_here" -eq 1 ]; then
 		"$EJABBERD" stop || true
+	fi
+	if [ "$prosody13_started_here" -eq 1 ]; then
+		"$PROSODY13" stop || true
 	fi
 	if [ "$started_here" -eq 1 ]; then
 		"$PROSODY" stop || true
@@ -78,6 +85,14 @@ fi
 eval "$("$PROSODY" env)"
 export BOSH_PREBIND_TEST_BOSH_URL
 echo "test.sh: BOSH_PREBIND_TEST_BOSH_URL=$BOSH_PREBIND_TEST_BOSH_URL" >&2
+
+if ! "$PROSODY13" status >/dev/null 2>&1; then
+	prosody13_started_here=1
+	"$PROSODY13" start
+fi
+eval "$("$PROSODY13" env)"
+export BOSH_PREBIND_TEST_PROSODY13_URL
+echo "test.sh: BOSH_PREBIND_TEST_PROSODY13_URL=$BOSH_PREBIND_TEST_PROSODY13_URL" >&2
 
 if ! "$EJABBERD" status >/dev/null 2>&1; then
 	ejabberd_started_here=1
@@ -104,10 +119,10 @@ install_gateway() {
 }
 
 browser_tests() {
-	# The tests start target/debug/examples/demo (built by `cargo test` already, so
-	# this is a no-op; extra arguments to this script may not have) and the installed
-	# gateway, target/gateway-install/bin/bosh-prebind-gateway.
-	cargo build -p bosh-prebind --example demo --all-features || return
+	# The tests start target/debug/examples/{demo,per_user} (built by `cargo test`
+	# already, so this is a no-op; extra arguments to this script may not have) and the
+	# installed gateway, target/gateway-install/bin/bosh-prebind-gateway.
+	cargo build -p bosh-prebind --example demo --example per_user --all-features || return
 	install_gateway || return
 	browser/install.sh || return
 	BOSH_PREBIND_GATEWAY_BIN=$GATEWAY_ROOT/bin/bosh-prebind-gateway \
@@ -125,6 +140,7 @@ fi
 if [ "$rc" -ne 0 ]; then
 	echo "test.sh: tests failed (exit $rc); server log tails follow" >&2
 	"$PROSODY" logs || true
+	"$PROSODY13" logs || true
 	"$EJABBERD" logs || true
 	"$CLUSTER" logs || true
 fi

@@ -108,7 +108,7 @@ struct Abandoned<T: BoshTransport> {
 impl<T: BoshTransport> Drop for Abandoned<T> {
     fn drop(&mut self) {
         if let (Some(sid), Some(transport)) = (self.sid.take(), self.transport.take()) {
-            terminate(transport, &self.settings, &sid, self.next_rid, "abandoned handshake");
+            spawn_terminate(transport, &self.settings, &sid, self.next_rid, "abandoned handshake");
         }
     }
 }
@@ -127,7 +127,7 @@ impl Unclaimed {
         let settings = settings.clone();
         let (sid, rid) = (session.sid.clone(), session.next_rid());
         Unclaimed(Some(Box::new(move || {
-            terminate(transport, &settings, &sid, rid, "session not handed over");
+            spawn_terminate(transport, &settings, &sid, rid, "session not handed over");
         })))
     }
 
@@ -159,7 +159,7 @@ static TERMINATES_SKIPPED: AtomicU64 = AtomicU64::new(0);
 /// on a spawned task bounded by the request timeout, when a tokio runtime
 /// is there and fewer than [`MAX_CONCURRENT_TERMINATES`] are in flight;
 /// otherwise the session expires at the CM after its `inactivity`.
-fn terminate<T: BoshTransport>(
+fn spawn_terminate<T: BoshTransport>(
     mut transport: T,
     settings: &ClientSettings,
     sid: &str,
@@ -179,15 +179,10 @@ fn terminate<T: BoshTransport>(
         return;
     };
     let settings = settings.clone();
-    let body = crate::protocol::bosh::terminate(rid, sid);
+    let sid = sid.to_owned();
     runtime.spawn(async move {
-        let sent = tokio::time::timeout(
-            settings.request_timeout,
-            post(&mut transport, &settings, body),
-        )
-        .await;
+        let ended = terminate(&mut transport, &settings, &sid, rid).await;
         drop(permit);
-        let ended = matches!(sent, Ok(Ok(_)));
         let total = TERMINATES_SENT.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::debug!(why, ended, terminates = total, "terminated a pre-bound session");
     });
@@ -200,6 +195,21 @@ pub(crate) fn deadline_after(now: Instant, timeout: Duration) -> Instant {
     const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
     now.checked_add(timeout.min(FAR_FUTURE))
         .unwrap_or(now)
+}
+
+/// Ends a session at the CM (XEP-0124 §12): one `type='terminate'` request
+/// with `rid` (the RID after the last one used), bounded by the request
+/// timeout. True when the CM answered it.
+pub(crate) async fn terminate<T: BoshTransport>(
+    transport: &mut T,
+    settings: &ClientSettings,
+    sid: &str,
+    rid: u64,
+) -> bool {
+    let body = crate::protocol::bosh::terminate(rid, sid);
+    let sent =
+        tokio::time::timeout(settings.request_timeout, post(transport, settings, body)).await;
+    matches!(sent, Ok(Ok(_)))
 }
 
 /// One POST to the CM, returning its (capped) body.

@@ -6,6 +6,7 @@
 //! use axum::{Router, routing::get};
 //! use bosh_prebind::{Credentials, PrebindLayer};
 //!
+//! # #[cfg(feature = "client")]
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let prebind = PrebindLayer::new("http://127.0.0.1:5280/http-bind".parse()?)
 //!     .credentials(Credentials::anonymous("anon.localhost"));
@@ -84,10 +85,34 @@
 //! Chosen per request by a [`CredentialsSource`]: a fixed [`Credentials`]
 //! (anonymous on a domain, or an account), [`FromExtensions`] (your auth
 //! middleware inserts a [`Credentials`] into the request extensions), or an
-//! async closure ([`PrebindLayer::credentials_fn`]). Accounts use the
+//! async closure ([`PrebindLayer::credentials_fn`], given the request head,
+//! [`http::request::Parts`], re-exported as `bosh_prebind::http`); guests can
+//! fall back to an anonymous session
+//! ([`PrebindLayer::credentials_from_extensions_or_anonymous`]). Your auth
+//! middleware must run *before* this layer (be outside it: in axum,
+//! `.layer(prebind).layer(auth)`), or it has not inserted anything yet when
+//! the layer looks. Accounts use the
 //! strongest of SCRAM-SHA-256, SCRAM-SHA-1 and PLAIN that the server offers;
 //! anonymous sessions use ANONYMOUS. Sessions are only opened on allowed
 //! domains ([`PrebindLayer::allow_domain`]; fixed credentials allow their own).
+//!
+//! # SASL2, Bind 2 and FAST
+//!
+//! Where the session-creation features offer SASL2 (XEP-0388) with Bind 2
+//! (XEP-0386) inline, as Prosody 13 with prosody-modules' `mod_sasl2`,
+//! `mod_sasl2_bind2` and `mod_sasl2_fast` does, the login authenticates and
+//! binds in one exchange: 2 round trips (ANONYMOUS, PLAIN, FAST) or 3
+//! (SCRAM) instead of 4 / 4 / 5. It is never sent blind; elsewhere the
+//! classic login runs unchanged, and [`PrebindLayer::sasl2`]`(false)` forces it.
+//!
+//! FAST tokens (XEP-0484) replace the password after one login:
+//! [`Credentials::request_fast_token`] asks for one,
+//! [`PrebindSession::fast_token`] and [`PrebindLayer::on_fast_token`] hand
+//! out every token a login returns (store the newest: servers rotate them),
+//! and [`Credentials::fast_token`] logs in with it. A refused token is
+//! [`handshake::HandshakeError::FastTokenRefused`] and ends that BOSH session:
+//! log in with the password on a new one. Over BOSH only `HT-SHA-256-NONE`
+//! exists (no TLS channel binding through HTTP).
 //!
 //! # Transport
 //!
@@ -117,6 +142,15 @@
 //! `Retry-After`), and prebinds from other sites are refused. SCRAM salted
 //! passwords are cached across logins ([`ScramCache`]).
 //!
+//! # Warm pool
+//!
+//! With a fixed identity, [`PrebindLayer::pool`] keeps sessions bound ahead
+//! of demand, so the prebind path and pages take one with no CM round trip;
+//! its size follows demand, a session is handed out only below half the
+//! CM's `inactivity` (XEP-0124 §7) and is terminated otherwise (§12).
+//! [`PrebindLayer::pool_handle`] gives its [`PoolStats`] and
+//! [`PoolHandle::shutdown`].
+//!
 //! # Same-origin BOSH
 //!
 //! [`PrebindLayer::bosh_passthrough`] forwards BOSH requests on one path to
@@ -138,6 +172,11 @@ pub mod protocol;
 pub mod test_util;
 pub mod transport;
 
+/// The `http` crate this one is built on (its 1.x), re-exported so that
+/// credentials sources and predicates can name
+/// [`http::request::Parts`] without a dependency of their own.
+pub use http;
+
 // The sans-IO modules at their historical paths.
 pub use html::scanner as inject;
 pub use protocol::{bosh, handshake};
@@ -147,12 +186,15 @@ pub use html::snippet::SnippetContext;
 pub use middleware::body::PrebindBody;
 pub use middleware::credentials_source::{
     CredentialsFn, CredentialsFuture, CredentialsNow, CredentialsSource, FromExtensions,
+    FromExtensionsOr,
 };
 pub use middleware::future::ResponseFuture;
 pub use middleware::layer::PrebindLayer;
+pub use middleware::pool::{PoolHandle, PoolStats};
 pub use middleware::prebind_request::PrebindRequest;
 pub use middleware::service::Prebind;
 pub use protocol::credentials::{Credentials, InvalidJid, Mechanism};
+pub use protocol::fast::FastToken;
 pub use protocol::handshake::PrebindSession;
 pub use protocol::sasl::SaslError;
 pub use protocol::scram_cache::ScramCache;

@@ -479,3 +479,74 @@ async fn plain_http_to_the_tls_port_is_a_clear_502() {
     assert_eq!(json_field(&body, "condition"), "remote-connection-failed");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// The warm pool against the real server: a pooled session idles at the CM
+/// with no request held (nothing polls it), so check that Prosody keeps it
+/// as XEP-0124 §7 says it must until `inactivity` runs out: aged 20 s in
+/// the pool (a third of Prosody's 60 s, beyond ejabberd's 30 s / 2), it is
+/// handed out, attaches and answers a ping, in both answer conventions.
+#[tokio::test]
+#[ignore = "needs Prosody: scripts/test.sh starts it and runs this"]
+async fn a_session_aged_20_s_in_the_warm_pool_attaches_and_pings() {
+    use std::time::Duration;
+    let url = prosody();
+    for (credentials, domain) in [
+        (Credentials::anonymous("anon.localhost"), "anon.localhost"),
+        (alice(), "localhost"),
+    ] {
+        let app = service_fn(|_: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"app"))))
+        });
+        let layer = PrebindLayer::new(bosh_prebind::BoshUrl::try_from(url.clone()).unwrap())
+            .credentials(credentials)
+            .pool(2);
+        let handle = layer.pool_handle();
+        let service = layer.layer(app);
+        // Three requests in a row: demand for two pooled sessions.
+        for _ in 0..3 {
+            let response = service.clone().oneshot(get()).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        let filled = tokio::time::timeout(Duration::from_secs(10), async {
+            while handle.stats().size < 2 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            filled.is_ok(),
+            "the pool did not fill: {:?}",
+            handle.stats()
+        );
+        let hits_before = handle.stats().hits;
+        tokio::time::sleep(Duration::from_secs(20)).await;
+
+        // GET → JSON, the next RID.
+        let response = service.clone().oneshot(get()).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        let rid: u64 = json_field(&body, "rid").parse().unwrap();
+        let pinged = attach_and_ping(&url, json_field(&body, "sid"), rid, domain).await;
+        assert!(ping_answered(&pinged), "ping not answered: {pinged:?}");
+
+        // POST → XML, the last used RID.
+        let response = service
+            .clone()
+            .oneshot(post("<body xmlns='http://jabber.org/protocol/httpbind'/>"))
+            .await
+            .unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let answer = xml_answer(std::str::from_utf8(&body).unwrap());
+        let pinged = attach_and_ping(&url, &answer.sid, answer.rid + 1, domain).await;
+        assert!(ping_answered(&pinged), "ping not answered: {pinged:?}");
+
+        let stats = handle.stats();
+        assert_eq!(
+            stats.hits,
+            hits_before + 2,
+            "both came from the pool: {stats:?}"
+        );
+        assert_eq!(stats.expired, 0, "{stats:?}");
+        handle.shutdown().await;
+    }
+}

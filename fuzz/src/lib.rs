@@ -12,7 +12,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use bosh_prebind::bosh::{BoshResponse, NS_HTTPBIND, SaslMessage};
+use bosh_prebind::bosh::{BoshResponse, NS_HTTPBIND, Sasl2Message, SaslMessage};
 use bosh_prebind::handshake::{Handshake, HandshakeConfig, HandshakeError, MAX_RID, Step};
 use bosh_prebind::inject::{HtmlScanner, MAX_MARKER_LEN, Scan};
 use bosh_prebind::{Credentials, Mechanism, PrebindError, PrebindRequest, ScramCache};
@@ -277,8 +277,14 @@ const MAX_SCRAM_ITERATIONS: u64 = 1_000_000;
 /// are sent: `src/sasl.rs` refuses them before rsasl parses them.)
 fn scram_message_is_usable(response: &BoshResponse) -> bool {
     use base64::Engine as _;
-    let data = match &response.sasl {
-        Some(SaslMessage::Challenge(data) | SaslMessage::Success(data)) => data,
+    let data = match (&response.sasl, &response.sasl2) {
+        (Some(SaslMessage::Challenge(data) | SaslMessage::Success(data)), _) => data,
+        // SASL2 (XEP-0388) carries the same SCRAM messages.
+        (_, Some(Sasl2Message::Challenge(data))) => data,
+        (_, Some(Sasl2Message::Success(success))) => match &success.additional_data {
+            Some(data) => data,
+            None => return true,
+        },
         _ => return true,
     };
     let Ok(message) = base64::engine::general_purpose::STANDARD.decode(data) else {
@@ -320,6 +326,8 @@ pub fn scram_client_nonce(request: &str) -> Option<Vec<u8>> {
     let start = request.find("mechanism='SCRAM-")?;
     let text = &request[start..];
     let text = &text[text.find('>')? + 1..];
+    // SASL2 (XEP-0388 §2.4): the message is in <initial-response>.
+    let text = text.strip_prefix("<initial-response>").unwrap_or(text);
     let text = &text[..text.find('<')?];
     let first = base64::engine::general_purpose::STANDARD
         .decode(text)

@@ -128,6 +128,13 @@ pub(crate) struct Args {
     #[arg(long, env = "BOSH_PREBIND_MAX_HANDSHAKES", value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_handshakes: u64,
 
+    /// Keep up to N sessions logged in ahead of demand (the warm pool): a
+    /// page or /prebind then takes one with no round trip to the XMPP
+    /// server. The size follows demand (none when the site is quiet); 0:
+    /// no pool. Pooled sessions are terminated on shutdown.
+    #[arg(long, env = "BOSH_PREBIND_POOL", value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pool: u64,
+
     /// Time to the response head of any request, in seconds (504 after it).
     /// Must exceed a held BOSH request: 59 s plus --request-timeout.
     #[arg(long, env = "BOSH_PREBIND_RESPONSE_TIMEOUT", value_name = "SECS", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -160,6 +167,8 @@ pub(crate) struct Config {
     pub(crate) request_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_handshakes: usize,
+    /// The warm pool's largest size (0: none).
+    pub(crate) pool: usize,
     pub(crate) response_timeout: Duration,
     pub(crate) upstream_connect_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
@@ -225,6 +234,7 @@ impl Args {
             request_timeout: Duration::from_secs(self.request_timeout),
             handshake_timeout: Duration::from_secs(self.handshake_timeout),
             max_handshakes: usize::try_from(self.max_handshakes).unwrap_or(usize::MAX),
+            pool: usize::try_from(self.pool).unwrap_or(usize::MAX),
             response_timeout: Duration::from_secs(self.response_timeout),
             upstream_connect_timeout: Duration::from_secs(self.upstream_connect_timeout),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
@@ -327,6 +337,15 @@ mod tests {
             ("/prebind", "/http-bind", "/healthz")
         );
         assert_eq!(config.response_timeout, Duration::from_secs(75));
+        assert_eq!(config.pool, 0, "no pool unless asked for");
+    }
+
+    #[test]
+    fn pool_size() {
+        let config = parse(&["--upstream", "http://127.0.0.1:8000", "--pool", "16"]).unwrap();
+        assert_eq!(config.pool, 16);
+        assert!(parse(&["--upstream", "http://127.0.0.1:8000", "--pool", "-1"]).is_err());
+        assert!(parse(&["--upstream", "http://127.0.0.1:8000", "--pool", "100001"]).is_err());
     }
 
     #[cfg(feature = "rustls")]

@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 
-use bosh_prebind::{BoxError, PrebindLayer};
+use bosh_prebind::{BoxError, PoolHandle, PrebindLayer};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
@@ -25,8 +25,9 @@ pub(crate) type Body = UnsyncBoxBody<Bytes, BoxError>;
 /// The whole stack, type-erased.
 pub(crate) type Gateway = BoxCloneService<Request<Incoming>, Response<Body>, Infallible>;
 
-/// Builds the service stack; see the picture in the crate docs.
-pub(crate) fn gateway(config: &Config) -> Gateway {
+/// Builds the service stack (see the picture in the crate docs), and the
+/// handle of its warm pool.
+pub(crate) fn gateway(config: &Config) -> (Gateway, PoolHandle) {
     let prefixes = config.inject_prefixes.clone();
     let prebind =
         PrebindLayer::with_transport(config.bosh_url.clone().into(), config.cm_transport.clone())
@@ -36,12 +37,14 @@ pub(crate) fn gateway(config: &Config) -> Gateway {
             .request_timeout(config.request_timeout)
             .handshake_timeout(config.handshake_timeout)
             .max_concurrent_handshakes(config.max_handshakes)
+            .pool(config.pool)
             .inject_when(move |head| {
                 prefixes
                     .iter()
                     .any(|p| head.uri.path().starts_with(p.as_str()))
                     && is_page_load(head)
             });
+    let pool = prebind.pool_handle();
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(config.upstream_connect_timeout));
     connector.set_nodelay(true);
@@ -67,7 +70,7 @@ pub(crate) fn gateway(config: &Config) -> Gateway {
     // The health path is answered here, before anything else: no log line
     // per probe, no session, no upstream request.
     let health_path = config.health_path.clone();
-    BoxCloneService::new(tower::service_fn(move |request: Request<Incoming>| {
+    let gateway = BoxCloneService::new(tower::service_fn(move |request: Request<Incoming>| {
         let health = (request.uri().path() == health_path).then(|| request.method().clone());
         let stack = stack.clone();
         async move {
@@ -84,7 +87,8 @@ pub(crate) fn gateway(config: &Config) -> Gateway {
                 None => stack.oneshot(request).await,
             }
         }
-    }))
+    }));
+    (gateway, pool)
 }
 
 /// Serves the gateway on `listener` until `shutdown` completes, then lets
@@ -94,7 +98,7 @@ pub(crate) async fn serve(
     config: &Config,
     shutdown: impl Future<Output = ()>,
 ) {
-    let gateway = gateway(config);
+    let (gateway, pool) = gateway(config);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -137,5 +141,12 @@ pub(crate) async fn serve(
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(config.shutdown_timeout) => tracing::warn!("closing connections still open"),
+    }
+    // Pooled sessions are ended at the XMPP server (XEP-0124 §12), not left
+    // idle there until they expire.
+    let stats = pool.stats();
+    match tokio::time::timeout(config.shutdown_timeout, pool.shutdown()).await {
+        Ok(()) => tracing::info!(?stats, "warm pool terminated"),
+        Err(_) => tracing::warn!(?stats, "warm pool sessions not all terminated in time"),
     }
 }

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p perf --example handshake_latency -- http://127.0.0.1:5280/http-bind 50
 //! cargo run --release -p perf --example page_latency -- --bosh-url http://127.0.0.1:5280/http-bind
+//! cargo run --release -p perf --example pool_latency -- --bosh-url http://127.0.0.1:5280/http-bind
 //! cargo run --release -p perf --example throughput -- --bosh-url http://127.0.0.1:5280/http-bind
 //! cargo run --release -p perf --example inject_memory -- 64
 //! cargo run --release -p perf --example latency_proxy -- --listen 127.0.0.1:3100 --target 127.0.0.1:3000 --delay-ms 50

@@ -13,6 +13,9 @@ use tokio::sync::Semaphore;
 use crate::driver::ClientSettings;
 use crate::html::snippet::Renderer;
 use crate::middleware::credentials_source::{CredentialsSource, NoCredentials};
+use crate::middleware::pool::PoolLink;
+use crate::protocol::credentials::Credentials;
+use crate::protocol::fast::FastToken;
 use crate::protocol::scram_cache::ScramCache;
 
 /// Handshakes in progress at once, by default: well above what one CM
@@ -42,8 +45,22 @@ pub(crate) struct Config {
     pub(crate) pages: Pages,
     /// Permits for handshakes in progress, shared by every clone.
     pub(crate) handshakes: Arc<Semaphore>,
+    /// How many permits `handshakes` was made with.
+    pub(crate) max_handshakes: usize,
+    /// The warm pool, if one was asked for.
+    pub(crate) pool: Option<Arc<PoolLink>>,
+    /// The identity of a fixed [`Credentials`] source: the only one the
+    /// pool makes sessions for.
+    pub(crate) pool_credentials: Option<Credentials>,
     pub(crate) scram_cache: Option<Arc<ScramCache>>,
+    /// SASL2 + Bind 2 where offered (else classic only).
+    pub(crate) sasl2: bool,
+    /// Told of every FAST token a login brings back.
+    pub(crate) on_fast_token: Option<Arc<FastTokenHook>>,
 }
+
+/// Receives the bare JID and the new FAST token of a login.
+pub(crate) type FastTokenHook = dyn Fn(&str, &FastToken) + Send + Sync;
 
 /// The same-origin BOSH path's own limits: chat traffic, not handshakes.
 #[derive(Clone)]
@@ -137,7 +154,12 @@ impl Config {
             max_request_body: 2048,
             allowed_origins: Vec::new(),
             handshakes: Arc::new(Semaphore::new(DEFAULT_MAX_HANDSHAKES)),
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            pool: None,
+            pool_credentials: None,
             scram_cache: Some(Arc::new(ScramCache::new(1024))),
+            sasl2: true,
+            on_fast_token: None,
             pages: Pages {
                 paths: Vec::new(),
                 prefixes: Vec::new(),
@@ -160,6 +182,32 @@ impl Config {
     pub(crate) fn bosh_service_url(&self) -> &str {
         &self.public_bosh_url
     }
+
+    /// The CM's URL for server-side logs: scheme, host, port and path, never
+    /// a user-info part or a query (they may hold secrets).
+    pub(crate) fn cm_for_logs(&self) -> CmForLogs<'_> {
+        CmForLogs(&self.client.bosh_url)
+    }
+}
+
+/// Displays a CM URL without its user-info and query: see
+/// [`Config::cm_for_logs`].
+pub(crate) struct CmForLogs<'a>(&'a Uri);
+
+impl fmt::Display for CmForLogs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let uri = self.0;
+        if let Some(scheme) = uri.scheme_str() {
+            write!(f, "{scheme}://")?;
+        }
+        if let Some(host) = uri.host() {
+            f.write_str(host)?;
+        }
+        if let Some(port) = uri.port_u16() {
+            write!(f, ":{port}")?;
+        }
+        f.write_str(uri.path())
+    }
 }
 
 impl fmt::Debug for Config {
@@ -174,10 +222,33 @@ impl fmt::Debug for Config {
             .field("max_wait", &self.max_wait)
             .field("max_hold", &self.max_hold)
             .field("max_request_body", &self.max_request_body)
+            .field("sasl2", &self.sasl2)
             .field("allowed_origins", &self.allowed_origins)
             .field("inject_paths", &self.pages.paths)
             .field("inject_prefixes", &self.pages.prefixes)
             .field("marker", &String::from_utf8_lossy(&self.pages.marker))
+            .field("max_handshakes", &self.max_handshakes)
+            .field("pool", &self.pool.as_ref().map(|link| link.0.max()))
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cm_url_in_logs_has_no_user_info_or_query() {
+        let config = Config::new(
+            "https://user:pw@xmpp.example.org:5281/http-bind?token=t"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            config.cm_for_logs().to_string(),
+            "https://xmpp.example.org:5281/http-bind"
+        );
+        let config = Config::new("http://[::1]/bosh".parse().unwrap());
+        assert_eq!(config.cm_for_logs().to_string(), "http://[::1]/bosh");
     }
 }

@@ -98,6 +98,50 @@ impl CredentialsSource for FromExtensions {
     }
 }
 
+impl FromExtensions {
+    /// The credentials in the request extensions, else `fallback`: a
+    /// per-user site whose guests get a session too. `fallback`'s domain is
+    /// allowed automatically.
+    pub fn or(self, fallback: Credentials) -> FromExtensionsOr {
+        FromExtensionsOr { fallback }
+    }
+
+    /// The credentials in the request extensions, else an anonymous session
+    /// on `domain` (guests): `FromExtensions.or(Credentials::anonymous(domain))`.
+    pub fn or_anonymous(self, domain: impl AsRef<str>) -> FromExtensionsOr {
+        self.or(Credentials::anonymous(domain))
+    }
+}
+
+/// [`FromExtensions`] with a fallback for requests without credentials:
+/// see [`FromExtensions::or`].
+#[derive(Debug, Clone)]
+pub struct FromExtensionsOr {
+    fallback: Credentials,
+}
+
+impl CredentialsSource for FromExtensionsOr {
+    fn credentials(&self, request: &Parts) -> CredentialsFuture {
+        let credentials = request
+            .extensions
+            .get::<Credentials>()
+            .unwrap_or(&self.fallback);
+        Box::pin(ready(Some(credentials.clone())))
+    }
+
+    fn credentials_now(&self, request: &Parts) -> CredentialsNow {
+        let credentials = request
+            .extensions
+            .get::<Credentials>()
+            .unwrap_or(&self.fallback);
+        CredentialsNow::Found(credentials.clone())
+    }
+
+    fn static_domains(&self) -> Vec<String> {
+        self.fallback.static_domains()
+    }
+}
+
 /// A closure given the request head, returning a future of the credentials:
 /// see [`PrebindLayer::credentials_fn`](crate::PrebindLayer::credentials_fn).
 #[derive(Clone)]
@@ -148,5 +192,19 @@ mod tests {
             FromExtensions.credentials(&parts).await,
             Some(Credentials::anonymous("anon.localhost"))
         );
+    }
+
+    #[tokio::test]
+    async fn or_anonymous_falls_back_for_guests_only() {
+        let source = FromExtensions.or_anonymous("Anon.Localhost");
+        assert_eq!(source.static_domains(), ["anon.localhost"]);
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        assert_eq!(
+            source.credentials(&parts).await,
+            Some(Credentials::anonymous("anon.localhost"))
+        );
+        let alice = Credentials::account("alice@localhost", "secret-alice").unwrap();
+        parts.extensions.insert(alice.clone());
+        assert_eq!(source.credentials(&parts).await, Some(alice));
     }
 }

@@ -68,7 +68,7 @@ where
             if error.is_client_error() {
                 tracing::debug!(%error, "prebind refused");
             } else {
-                tracing::warn!(%error, "prebind failed");
+                tracing::warn!(%error, cm = %config.cm_for_logs(), "prebind failed");
             }
             failure(format, error)
         }
@@ -279,6 +279,7 @@ mod tests {
             maxpause: None,
             round_trips: 4,
             mechanism: "ANONYMOUS",
+            fast_token: None,
         };
         let answer = crate::protocol::xml::parse(xml_success(&session).as_bytes()).unwrap();
         assert_eq!(answer.attr("jid"), Some(session.jid.as_str()));

@@ -1,5 +1,6 @@
 //! [`PrebindLayer`]: the configuration builder and `tower_layer::Layer` impl.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,9 @@ use tower_layer::Layer;
 use crate::html::snippet::valid_element_id;
 use crate::middleware::config::Config;
 use crate::middleware::credentials_source::{CredentialsFn, CredentialsSource, FromExtensions};
+use crate::middleware::pool::{PoolHandle, PoolLink, PoolShared};
 use crate::middleware::service::Prebind;
+use crate::protocol::credentials::Credentials;
 use crate::protocol::credentials::normalize_domain;
 use crate::protocol::scram_cache::ScramCache;
 
@@ -97,7 +100,11 @@ impl<T> PrebindLayer<T> {
         for domain in source.static_domains() {
             self = self.allow_domain(domain);
         }
-        self.config().credentials = Arc::new(source);
+        // Only a fixed identity can be pooled (see `pool`).
+        let fixed = (&source as &dyn Any).downcast_ref::<Credentials>().cloned();
+        let config = self.config();
+        config.pool_credentials = fixed;
+        config.credentials = Arc::new(source);
         self
     }
 
@@ -106,6 +113,16 @@ impl<T> PrebindLayer<T> {
     /// with [`allow_domain`](Self::allow_domain).
     pub fn credentials_from_extensions(self) -> Self {
         self.credentials(FromExtensions)
+    }
+
+    /// Reads the [`Credentials`](crate::Credentials) that the application's
+    /// own middleware put into the request extensions, and logs guests (no
+    /// credentials there) in anonymously on `domain`, which is allowed
+    /// automatically. The domains of your users must be allowed with
+    /// [`allow_domain`](Self::allow_domain). Same as
+    /// `.credentials(FromExtensions.or_anonymous(domain))`.
+    pub fn credentials_from_extensions_or_anonymous(self, domain: impl AsRef<str>) -> Self {
+        self.credentials(FromExtensions.or_anonymous(domain))
     }
 
     /// Decides per request with an async closure given the request head.
@@ -266,8 +283,41 @@ impl<T> PrebindLayer<T> {
     /// prebind path answers `503` with `Retry-After`, and pages get the error
     /// object instead of a session, so a flood cannot pile up on the CM.
     pub fn max_concurrent_handshakes(mut self, limit: usize) -> Self {
-        self.config().handshakes = Arc::new(Semaphore::new(limit));
+        // tokio's semaphore holds at most `MAX_PERMITS` (usize::MAX >> 3).
+        let limit = limit.min(Semaphore::MAX_PERMITS);
+        let config = self.config();
+        config.handshakes = Arc::new(Semaphore::new(limit));
+        config.max_handshakes = limit;
         self
+    }
+
+    /// Keeps up to `n` sessions bound ahead of demand (default 0: no pool),
+    /// so `GET /prebind`, a `POST` with no `rid`, `wait` or `hold`, and
+    /// injected pages take one with no round trip to the CM. Only for a
+    /// fixed [`Credentials`](crate::Credentials) source (anonymous or one
+    /// account); with a per-request source the pool is not used, since a
+    /// session made ahead belongs to no user in particular.
+    ///
+    /// The size follows demand, up to `n`: about the requests of the last
+    /// quarter of the CM's `inactivity`, none when the site is quiet. A
+    /// session is handed out only while younger than half that
+    /// `inactivity` (30 s assumed if the CM announces none), else it is
+    /// terminated (XEP-0124 §12). Refills take permits of
+    /// [`max_concurrent_handshakes`](Self::max_concurrent_handshakes) only
+    /// when they are free, at most half of them (so a cap below 2 leaves
+    /// no room for a pool). Started by the first request inside a tokio
+    /// runtime; end it with [`pool_handle`](Self::pool_handle)`().shutdown()`.
+    pub fn pool(mut self, n: usize) -> Self {
+        self.config().pool = (n > 0).then(|| Arc::new(PoolLink(Arc::new(PoolShared::new(n)))));
+        self
+    }
+
+    /// Watches the warm pool (counters: [`PoolHandle::stats`]) and ends it
+    /// ([`PoolHandle::shutdown`] terminates every pooled session; call it on
+    /// graceful shutdown). Take it after [`pool`](Self::pool); without a pool
+    /// the handle reports zeros and its shutdown returns at once.
+    pub fn pool_handle(&self) -> PoolHandle {
+        PoolHandle::new(self.config.pool.as_ref().map(|link| Arc::clone(&link.0)))
     }
 
     /// How many SCRAM salted passwords to keep (default 1024; 0 turns the
@@ -275,6 +325,41 @@ impl<T> PrebindLayer<T> {
     /// CPU cost of a SCRAM prebind; see [`ScramCache`].
     pub fn scram_cache(mut self, capacity: usize) -> Self {
         self.config().scram_cache = (capacity > 0).then(|| Arc::new(ScramCache::new(capacity)));
+        self
+    }
+
+    /// Logs in with SASL2 + Bind 2 (XEP-0388, XEP-0386) when the server
+    /// offers them in its session-creation features: 2 round trips instead
+    /// of 4 (3 instead of 5 with SCRAM). On by default; `false` is "classic
+    /// only", for a server whose SASL2 misbehaves. FAST tokens need SASL2.
+    pub fn sasl2(mut self, enabled: bool) -> Self {
+        self.config().sasl2 = enabled;
+        self
+    }
+
+    /// Called with the bare JID and the token whenever a login brings back a
+    /// FAST token (XEP-0484): asked for with
+    /// [`Credentials::request_fast_token`](crate::Credentials::request_fast_token),
+    /// or a rotation the server made unasked. Store it in place of the
+    /// previous one (the newest is the one that works); keep it as secret as
+    /// a password. Runs on the request's task: hand slow storage off.
+    ///
+    /// ```
+    /// # #[cfg(feature = "client")] {
+    /// use bosh_prebind::PrebindLayer;
+    ///
+    /// let layer = PrebindLayer::new("http://127.0.0.1:5280/http-bind".parse().unwrap())
+    ///     .on_fast_token(|jid, token| {
+    ///         // e.g. vault.store(jid, &token.token, &token.user_agent_id, token.expiry.as_deref())
+    ///         let _ = (jid, token);
+    ///     });
+    /// # }
+    /// ```
+    pub fn on_fast_token<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&str, &crate::FastToken) + Send + Sync + 'static,
+    {
+        self.config().on_fast_token = Some(Arc::new(f));
         self
     }
 

@@ -4,7 +4,8 @@
 //! [`future`] and [`body`] (one variant per path). The prebind path is
 //! [`endpoint`] (+ [`prebind_request`], [`same_site`]); pages are
 //! [`page_session`] and [`page_policy`]; [`passthrough`] forwards same-origin
-//! BOSH. [`establish`] opens a session for either path.
+//! BOSH. [`establish`] opens a session for either path, from the warm
+//! [`pool`] when there is one.
 
 pub(crate) mod body;
 pub(crate) mod config;
@@ -17,6 +18,7 @@ pub(crate) mod layer;
 pub(crate) mod page_policy;
 pub(crate) mod page_session;
 pub(crate) mod passthrough;
+pub(crate) mod pool;
 pub(crate) mod prebind_request;
 pub(crate) mod same_site;
 pub(crate) mod service;

@@ -42,7 +42,20 @@ pub(crate) fn page_snippet<T: BoshTransport>(
     Box::pin(async move {
         let credentials = match credentials {
             PageCredentials::Known(credentials) => credentials,
-            PageCredentials::Later(future) => future.await?,
+            PageCredentials::Later(future) => {
+                let Some(credentials) = future.await else {
+                    // Not an error (a guest on a members-only site), but the
+                    // usual cause of "my pages get no snippet": the auth
+                    // middleware runs inside the prebind layer, or never
+                    // inserts credentials.
+                    tracing::debug!(
+                        "no credentials for this page request: serving it without a snippet \
+                         (is the auth middleware outside the prebind layer?)"
+                    );
+                    return None;
+                };
+                credentials
+            }
         };
         if reuse {
             return Some(Snippet::unclaimed(reuse_snippet(&config, &credentials)));
@@ -58,7 +71,11 @@ pub(crate) fn page_snippet<T: BoshTransport>(
         let json = match &outcome {
             Ok(session) => session_json(session, config.bosh_service_url()),
             Err(error) => {
-                tracing::warn!(%error, "prebind for a page failed; serving it with the error object");
+                tracing::warn!(
+                    %error,
+                    cm = %config.cm_for_logs(),
+                    "prebind for a page failed; serving it with the error object"
+                );
                 error_json(error)
             }
         };

@@ -14,6 +14,7 @@ use crate::middleware::body::PrebindBody;
 use crate::middleware::config::Config;
 use crate::middleware::credentials_source::CredentialsNow;
 use crate::middleware::endpoint;
+use crate::middleware::establish;
 use crate::middleware::future::ResponseFuture;
 use crate::middleware::page_policy::strip_request_validators;
 use crate::middleware::page_session::PendingSnippet;
@@ -71,6 +72,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let path = request.uri().path();
         if path == self.config.prebind_path {
+            establish::start_pool(&self.config, &self.transport);
             let config = Arc::clone(&self.config);
             let transport = self.transport.clone();
             return ResponseFuture::answered(Box::pin(endpoint::answer(
@@ -99,6 +101,13 @@ where
         // the page is the app's, every header and byte of it.
         let now = self.config.credentials.credentials_now(&parts);
         if now == CredentialsNow::Nobody {
+            // Not an error (a guest on a members-only site), but the usual
+            // cause of "my pages get no snippet": the auth middleware runs
+            // inside the prebind layer, or never inserts credentials.
+            tracing::debug!(
+                "no credentials for this page request: serving it without a snippet \
+                 (is the auth middleware outside the prebind layer?)"
+            );
             return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body)));
         }
         strip_request_validators(&mut parts.headers);
@@ -109,6 +118,7 @@ where
             CredentialsNow::Found(credentials) => PageCredentials::Known(credentials),
             _ => PageCredentials::Later(self.config.credentials.credentials(&parts)),
         };
+        establish::start_pool(&self.config, &self.transport);
         // Start the handshake now, before the inner service runs.
         let reuse = pages.asks_reuse(&parts.headers);
         let snippet = page_snippet(

@@ -21,6 +21,12 @@ pub(crate) const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 pub(crate) const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 pub(crate) const NS_CLIENT: &str = "jabber:client";
 pub(crate) const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+/// `urn:xmpp:sasl:2`, Extensible SASL Profile (XEP-0388).
+pub(crate) const NS_SASL2: &str = "urn:xmpp:sasl:2";
+/// `urn:xmpp:bind:0`, Bind 2 (XEP-0386).
+pub(crate) const NS_BIND2: &str = "urn:xmpp:bind:0";
+/// `urn:xmpp:fast:0`, FAST (XEP-0484).
+pub(crate) const NS_FAST: &str = "urn:xmpp:fast:0";
 
 /// Escapes a value for an XML attribute or text node. Besides the five
 /// markup characters, tab, newline and carriage return become character
@@ -69,6 +75,13 @@ impl SessionCreation<'_> {
     /// The `<body/>` that creates the session. No `ack` and no key sequence:
     /// we run one request at a time and hand over (XEP-0124 §9, §15).
     pub fn to_xml(&self) -> String {
+        self.to_xml_from(None)
+    }
+
+    /// The same `<body/>` with a `from` attribute (XEP-0124 §7.1): the
+    /// account's bare JID. Prosody 13 offers FAST (XEP-0484) only when it
+    /// is there (`docs/protocol/prosody-13-sasl2.md`, quirk 5).
+    pub fn to_xml_from(&self, from: Option<&str>) -> String {
         let mut out = String::with_capacity(320);
         let _ = write!(
             out,
@@ -82,6 +95,9 @@ impl SessionCreation<'_> {
         );
         if let Some(route) = self.route {
             let _ = write!(out, " route='{}'", escape(route));
+        }
+        if let Some(from) = from {
+            let _ = write!(out, " from='{}'", escape(from));
         }
         out.push_str("/>");
         out
@@ -174,6 +190,76 @@ pub struct StreamFeatures {
     /// The legacy session feature (RFC 3921 §3): `Some(true)` when marked
     /// `<optional/>` (RFC 6121 Appendix E), `Some(false)` when required.
     pub session_optional: Option<bool>,
+    /// The SASL2 `<authentication xmlns='urn:xmpp:sasl:2'>` feature
+    /// (XEP-0388 §2.1), if offered.
+    pub sasl2: Option<Sasl2Features>,
+}
+
+/// What a SASL2 `<authentication/>` feature offers (XEP-0388 §2.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Sasl2Features {
+    /// SASL mechanisms offered, in the server's order (unordered on Prosody:
+    /// choose by preference, never "first offered").
+    pub mechanisms: Vec<String>,
+    /// Bind 2 offered inline (`<inline><bind xmlns='urn:xmpp:bind:0'/>`,
+    /// XEP-0386 §3): the session is bound in the same exchange.
+    pub bind2: bool,
+    /// FAST mechanisms offered inline (`<inline><fast xmlns='urn:xmpp:fast:0'>`,
+    /// XEP-0484 §3.1); Prosody offers them only when the creation `<body/>`
+    /// has `from='user@domain'`.
+    pub fast_mechanisms: Vec<String>,
+}
+
+/// A SASL2 element from the server (XEP-0388 §2.5-2.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Sasl2Message {
+    /// `<challenge/>` with its base64 payload.
+    Challenge(String),
+    /// `<success/>`.
+    Success(Sasl2Success),
+    /// `<failure/>` with its condition element and optional text.
+    Failure {
+        /// The condition (`not-authorized`, `credentials-expired`, …).
+        condition: String,
+        /// Human-readable text from the server, if any.
+        text: Option<String>,
+    },
+    /// `<continue/>`: the server wants more tasks (XEP-0388 §2.7), such as a
+    /// password change or a second factor.
+    Continue {
+        /// The tasks it names.
+        tasks: Vec<String>,
+    },
+}
+
+/// A SASL2 `<success/>` (XEP-0388 §2.6). `Debug` never shows a token.
+#[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Sasl2Success {
+    /// The base64 `<additional-data>` (SCRAM's server-final message), if any.
+    pub additional_data: Option<String>,
+    /// `<authorization-identifier>`: with Bind 2, the bound full JID.
+    pub authorization_identifier: Option<String>,
+    /// `<bound xmlns='urn:xmpp:bind:0'/>` was there (XEP-0386 §4).
+    pub bound: bool,
+    /// A FAST `<token xmlns='urn:xmpp:fast:0' token=…/>` (XEP-0484 §3.3).
+    pub token: Option<String>,
+    /// Its `expiry` attribute.
+    pub token_expiry: Option<String>,
+}
+
+impl std::fmt::Debug for Sasl2Success {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sasl2Success")
+            .field("additional_data", &self.additional_data)
+            .field("authorization_identifier", &self.authorization_identifier)
+            .field("bound", &self.bound)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_expiry", &self.token_expiry)
+            .finish()
+    }
 }
 
 /// A SASL element from the server (RFC 6120 §6.4).
@@ -231,6 +317,8 @@ pub struct BoshResponse {
     pub features: Option<StreamFeatures>,
     /// The SASL element, if present.
     pub sasl: Option<SaslMessage>,
+    /// The SASL2 element (XEP-0388), if present.
+    pub sasl2: Option<Sasl2Message>,
     /// `<iq/>` stanzas, in order.
     pub iqs: Vec<Iq>,
 }
@@ -291,6 +379,7 @@ impl BoshResponse {
             attributes,
             features: None,
             sasl: None,
+            sasl2: None,
             iqs: Vec::new(),
         };
         for child in &root.children {
@@ -298,6 +387,8 @@ impl BoshResponse {
                 response.features = Some(features(child));
             } else if child.ns.as_deref() == Some(NS_SASL) {
                 response.sasl = sasl(child).or(response.sasl);
+            } else if child.ns.as_deref() == Some(NS_SASL2) {
+                response.sasl2 = sasl2(child).or(response.sasl2);
             } else if child.is(NS_CLIENT, "iq") {
                 response.iqs.push(iq(child));
             }
@@ -335,6 +426,80 @@ fn features(element: &Element) -> StreamFeatures {
         session_optional: element
             .child(NS_SESSION, "session")
             .map(|s| s.child(NS_SESSION, "optional").is_some()),
+        sasl2: element
+            .child(NS_SASL2, "authentication")
+            .map(sasl2_features),
+    }
+}
+
+fn mechanism_names(element: &Element, ns: &str) -> Vec<String> {
+    element
+        .children
+        .iter()
+        .filter(|c| c.is(ns, "mechanism"))
+        .map(|c| c.text.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+fn sasl2_features(element: &Element) -> Sasl2Features {
+    let inline = element.child(NS_SASL2, "inline");
+    Sasl2Features {
+        mechanisms: mechanism_names(element, NS_SASL2),
+        bind2: inline.is_some_and(|i| i.child(NS_BIND2, "bind").is_some()),
+        fast_mechanisms: inline
+            .and_then(|i| i.child(NS_FAST, "fast"))
+            .map(|f| mechanism_names(f, NS_FAST))
+            .unwrap_or_default(),
+    }
+}
+
+/// A SASL2 failure's condition is a RFC 6120 §6.5 element in the SASL
+/// namespace (XEP-0388 §2.8), but Prosody's `malformed-request` comes in the
+/// SASL2 namespace: any child but `<text>` is taken.
+fn sasl2(element: &Element) -> Option<Sasl2Message> {
+    let text = |name: &str| {
+        element
+            .child(NS_SASL2, name)
+            .map(|t| t.text.trim().to_owned())
+    };
+    match &*element.name {
+        "challenge" => Some(Sasl2Message::Challenge(element.text.trim().to_owned())),
+        "success" => {
+            let token = element.child(NS_FAST, "token");
+            Some(Sasl2Message::Success(Sasl2Success {
+                additional_data: text("additional-data"),
+                authorization_identifier: text("authorization-identifier"),
+                bound: element.child(NS_BIND2, "bound").is_some(),
+                token: token.and_then(|t| t.attr("token")).map(str::to_owned),
+                token_expiry: token.and_then(|t| t.attr("expiry")).map(str::to_owned),
+            }))
+        }
+        "failure" => Some(Sasl2Message::Failure {
+            condition: element
+                .children
+                .iter()
+                .find(|c| matches!(c.ns.as_deref(), Some(NS_SASL | NS_SASL2)) && &*c.name != "text")
+                .map_or_else(|| "undefined-condition".to_owned(), |c| c.name.to_string()),
+            text: text("text").or_else(|| {
+                element
+                    .child(NS_SASL, "text")
+                    .map(|t| t.text.trim().to_owned())
+            }),
+        }),
+        "continue" => Some(Sasl2Message::Continue {
+            tasks: element
+                .child(NS_SASL2, "tasks")
+                .map(|t| {
+                    t.children
+                        .iter()
+                        .filter(|c| c.is(NS_SASL2, "task"))
+                        .map(|c| c.text.trim().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }),
+        _ => None,
     }
 }
 
@@ -557,5 +722,40 @@ mod tests {
         assert_eq!(parsed.attr("sid"), Some("x' evil='1"));
         assert_eq!(parsed.attr("evil"), None);
         assert_eq!(parsed.attr_ns(NS_XBOSH, "restart"), Some("true"));
+    }
+
+    #[test]
+    fn reads_sasl2_bind2_and_fast_features_and_answers() {
+        // docs/protocol/prosody-13-sasl2.md, FAST login creation response.
+        let response = BoshResponse::parse(b"<body xmlns='http://jabber.org/protocol/httpbind' sid='s' xmlns:stream='http://etherx.jabber.org/streams'><stream:features xmlns='jabber:client'><authentication xmlns='urn:xmpp:sasl:2'><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism><inline><bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:csi:0'/></inline></bind><fast xmlns='urn:xmpp:fast:0'><mechanism>HT-SHA-256-NONE</mechanism></fast><sm xmlns='urn:xmpp:sm:3'/></inline></authentication><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features></body>").unwrap();
+        let features = response.features.unwrap();
+        assert_eq!(features.mechanisms, ["PLAIN"]);
+        let sasl2 = features.sasl2.unwrap();
+        assert_eq!(sasl2.mechanisms, ["SCRAM-SHA-1", "PLAIN"]);
+        assert!(sasl2.bind2);
+        assert_eq!(sasl2.fast_mechanisms, ["HT-SHA-256-NONE"]);
+
+        let success = BoshResponse::parse(b"<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams'><success xmlns='urn:xmpp:sasl:2'><additional-data>dj1T</additional-data><bound xmlns='urn:xmpp:bind:0'/><token xmlns='urn:xmpp:fast:0' expiry='2026-12-22T01:38:23.035212Z' token='secret-token:fast-Q'/><authorization-identifier>alice@localhost/webapp~SF2OAu43unoa</authorization-identifier></success><stream:features xmlns='jabber:client'/></body>").unwrap();
+        let Some(Sasl2Message::Success(success)) = success.sasl2 else {
+            panic!("no success");
+        };
+        assert_eq!(success.additional_data.as_deref(), Some("dj1T"));
+        assert!(success.bound);
+        assert_eq!(
+            success.authorization_identifier.as_deref(),
+            Some("alice@localhost/webapp~SF2OAu43unoa")
+        );
+        assert_eq!(success.token.as_deref(), Some("secret-token:fast-Q"));
+        assert!(!format!("{success:?}").contains("fast-Q"), "token redacted");
+
+        let failure = BoshResponse::parse(b"<body xmlns='http://jabber.org/protocol/httpbind'><failure xmlns='urn:xmpp:sasl:2'><malformed-request/><text>FAST is not available on this stream</text></failure></body>").unwrap();
+        assert_eq!(
+            failure.sasl2,
+            Some(Sasl2Message::Failure {
+                condition: "malformed-request".into(),
+                text: Some("FAST is not available on this stream".into())
+            })
+        );
+        assert_eq!(failure.sasl, None, "SASL2 is not classic SASL");
     }
 }

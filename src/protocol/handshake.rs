@@ -1,6 +1,13 @@
 //! The login as a sans-IO state machine: session creation → SASL (one or two
 //! steps) → stream restart → resource bind → session IQ (only when required).
 //!
+//! Where the session-creation features offer SASL2 (XEP-0388) with Bind 2
+//! inline (XEP-0386), the login is instead session creation → `<authenticate>`
+//! (carrying the Bind 2 `<bind/>`) → SASL2 `<success>` with the bound full
+//! JID: 2 round trips (ANONYMOUS, PLAIN, FAST), 3 with SCRAM, against 4 / 4 / 5.
+//! No restart and no bind IQ. SASL2 is never sent blind: a server without it
+//! kills the session (`docs/protocol/prosody-13-sasl2.md`, quirk 1).
+//!
 //! It never touches a socket or a timer: [`Handshake::start`] gives the first
 //! `<body/>` to POST, and [`Handshake::receive`] takes each response body and
 //! gives the next `<body/>` to POST, the finished [`PrebindSession`], or a
@@ -17,10 +24,12 @@ use rand::Rng;
 
 use crate::protocol::bosh::{
     self, BodyType, BoshParseError, BoshResponse, IqType, NS_BIND, NS_CLIENT, NS_SESSION,
-    SaslMessage, SessionCreation, StreamFeatures,
+    Sasl2Features, Sasl2Message, Sasl2Success, SaslMessage, SessionCreation, StreamFeatures,
 };
 use crate::protocol::credentials::Credentials;
+use crate::protocol::fast::{FastToken, HT_SHA_256_NONE, HtExchange};
 use crate::protocol::sasl::{SaslError, SaslExchange};
+use crate::protocol::sasl2::{self, Authenticate};
 use crate::protocol::scram_cache::ScramCache;
 
 /// The largest RID a client may use: JavaScript clients keep it in a double
@@ -30,7 +39,7 @@ pub const MAX_RID: u64 = (1 << 53) - 1;
 /// How many RIDs a handshake may use at most, on its longest path: create,
 /// auth, SCRAM client-final, an empty `<response/>` to a server-final sent
 /// as a `<challenge/>` (RFC 6120 §6.4.3 allows it), restart, bind, session,
-/// plus the empty polls below.
+/// plus the empty polls below (SASL2 uses fewer).
 const MAX_REQUESTS: u64 = 7 + MAX_EMPTY_POLLS as u64;
 
 /// RIDs kept free above the largest first RID a client may choose: the
@@ -66,6 +75,10 @@ pub struct HandshakeConfig {
     pub route: Option<String>,
     /// Where SCRAM salted passwords are cached across handshakes, if anywhere.
     pub scram_cache: Option<Arc<ScramCache>>,
+    /// Log in with SASL2 + Bind 2 (XEP-0388, XEP-0386) when the server offers
+    /// them (default `true`); `false` keeps to the classic login ("classic
+    /// only", for servers whose SASL2 misbehaves). FAST tokens need SASL2.
+    pub sasl2: bool,
 }
 
 impl HandshakeConfig {
@@ -80,6 +93,7 @@ impl HandshakeConfig {
             lang: "en".to_owned(),
             route: None,
             scram_cache: None,
+            sasl2: true,
         }
     }
 
@@ -122,6 +136,10 @@ pub struct PrebindSession {
     pub round_trips: u32,
     /// The SASL mechanism used.
     pub mechanism: &'static str,
+    /// A FAST token the server issued in this login (XEP-0484 §3.3), asked
+    /// for or not (a server rotates old tokens unasked): store it in place of
+    /// the one you had, it is the newest.
+    pub fast_token: Option<FastToken>,
 }
 
 impl PrebindSession {
@@ -143,6 +161,7 @@ impl fmt::Debug for PrebindSession {
             .field("inactivity", &self.inactivity)
             .field("round_trips", &self.round_trips)
             .field("mechanism", &self.mechanism)
+            .field("fast_token", &self.fast_token)
             .finish_non_exhaustive()
     }
 }
@@ -183,6 +202,25 @@ pub enum HandshakeError {
     /// SASL could not go on on our side.
     #[error(transparent)]
     Sasl(#[from] SaslError),
+    /// The server refused a FAST token (XEP-0484): `not-authorized` for a
+    /// wrong, rotated-out or invalidated token, `credentials-expired` for an
+    /// expired one. The BOSH session is ended; log in with the password (and
+    /// [`Credentials::request_fast_token`]) on a new one, and drop the token.
+    #[error("the server refused the FAST token: {condition}{}", text.as_ref().map(|t| format!(" ({t})")).unwrap_or_default())]
+    FastTokenRefused {
+        /// The SASL condition.
+        condition: String,
+        /// The server's text, if any.
+        text: Option<String>,
+    },
+    /// FAST credentials, but the server offers no usable FAST mechanism:
+    /// no SASL2 or Bind 2 (or SASL2 turned off), or no `HT-SHA-256-NONE`.
+    #[error("FAST is not available: {0}")]
+    FastUnavailable(&'static str),
+    /// The server asked for SASL2 tasks (`<continue/>`, XEP-0388 §2.7), such
+    /// as a password change or a second factor, which a pre-binder cannot do.
+    #[error("the server requires SASL2 tasks a pre-binder cannot perform: [{}]", .0.join(", "))]
+    Sasl2TasksRequired(Vec<String>),
     /// The server refused the login (`<failure/>`, RFC 6120 §6.5).
     #[error("the server refused the login: {condition}{}", text.as_ref().map(|t| format!(" ({t})")).unwrap_or_default())]
     AuthFailed {
@@ -220,7 +258,11 @@ impl HandshakeError {
     pub fn condition(&self) -> &str {
         match self {
             HandshakeError::Terminated { condition, .. } => condition,
-            HandshakeError::AuthFailed { condition, .. } => condition,
+            HandshakeError::AuthFailed { condition, .. }
+            | HandshakeError::FastTokenRefused { condition, .. } => condition,
+            HandshakeError::FastUnavailable(_) | HandshakeError::Sasl2TasksRequired(_) => {
+                "policy-violation"
+            }
             HandshakeError::Sasl(SaslError::NoMechanism { .. }) => "policy-violation",
             HandshakeError::BindFailed(condition) | HandshakeError::SessionFailed(condition) => {
                 condition
@@ -236,6 +278,8 @@ enum Phase {
     Created,
     /// SASL running.
     Authenticating(SaslExchange),
+    /// SASL2 (with Bind 2) running.
+    Sasl2(Sasl2Auth),
     /// Restart sent, waiting for the post-auth features.
     Restarted,
     /// Bind IQ sent.
@@ -244,6 +288,13 @@ enum Phase {
     Session,
     /// Done or failed.
     Over,
+}
+
+/// The mechanism behind a SASL2 `<authenticate/>`.
+#[derive(Debug)]
+enum Sasl2Auth {
+    Sasl(SaslExchange),
+    Fast(HtExchange),
 }
 
 /// The login state machine. See the module docs.
@@ -261,6 +312,9 @@ pub struct Handshake {
     session_required: bool,
     round_trips: u32,
     empty_polls: u32,
+    /// The XEP-0388 user-agent id sent (fixed by FAST credentials, else random).
+    user_agent_id: String,
+    fast_token: Option<FastToken>,
 }
 
 impl Handshake {
@@ -284,7 +338,19 @@ impl Handshake {
             session_required: false,
             round_trips: 0,
             empty_polls: 0,
+            user_agent_id: String::new(),
+            fast_token: None,
         };
+        handshake.user_agent_id = match handshake.config.credentials.user_agent_id() {
+            Some(id) => id.to_owned(),
+            None => sasl2::random_uuid(),
+        };
+        // XEP-0124 §7.1 `from`: Prosody offers FAST only with it (quirk 5).
+        let from = (handshake.config.sasl2
+            && (handshake.config.credentials.is_fast_token()
+                || handshake.config.credentials.requests_fast_token()))
+        .then(|| handshake.config.credentials.bare_jid())
+        .flatten();
         let rid = handshake.take_rid();
         let body = SessionCreation {
             to: handshake.config.credentials.domain(),
@@ -294,7 +360,7 @@ impl Handshake {
             lang: &handshake.config.lang,
             route: handshake.config.route.as_deref(),
         }
-        .to_xml();
+        .to_xml_from(from.as_deref());
         (handshake, body)
     }
 
@@ -354,6 +420,10 @@ impl Handshake {
                     Err(HandshakeError::AuthFailed { condition, text })
                 }
                 None => self.poll(Phase::Authenticating(exchange), "SASL answer"),
+            },
+            Phase::Sasl2(auth) => match response.sasl2 {
+                Some(message) => self.sasl2_answer(auth, message),
+                None => self.poll(Phase::Sasl2(auth), "SASL2 answer"),
             },
             Phase::Restarted => match response.features {
                 Some(features) if features.bind => {
@@ -432,6 +502,47 @@ impl Handshake {
     }
 
     fn authenticate(&mut self, features: &StreamFeatures) -> Result<Step, HandshakeError> {
+        let sasl2 = features
+            .sasl2
+            .as_ref()
+            .filter(|offer| self.config.sasl2 && offer.bind2);
+        if let Some((localpart, token)) = self.config.credentials.fast_secret() {
+            let offer = sasl2.ok_or(HandshakeError::FastUnavailable(if self.config.sasl2 {
+                "the server offers no SASL2 with Bind 2"
+            } else {
+                "SASL2 is turned off"
+            }))?;
+            if !offer.fast_mechanisms.iter().any(|m| m == HT_SHA_256_NONE) {
+                return Err(HandshakeError::FastUnavailable(
+                    "the server offers no HT-SHA-256-NONE",
+                ));
+            }
+            let (exchange, initial) = HtExchange::start(localpart, token);
+            self.mechanism = HT_SHA_256_NONE;
+            let invalidate = self.config.credentials.invalidates_fast_token();
+            let auth =
+                self.authenticate_element(offer, HT_SHA_256_NONE, &initial, Some(invalidate));
+            self.phase = Phase::Sasl2(Sasl2Auth::Fast(exchange));
+            return Ok(self.send_payload(&auth));
+        }
+        if let Some(offer) = sasl2 {
+            match SaslExchange::start_raw(
+                &self.config.credentials,
+                &offer.mechanisms,
+                self.config.scram_cache.as_ref(),
+            ) {
+                Ok((exchange, initial)) => {
+                    self.mechanism = exchange.mechanism();
+                    let auth =
+                        self.authenticate_element(offer, exchange.mechanism(), &initial, None);
+                    self.phase = Phase::Sasl2(Sasl2Auth::Sasl(exchange));
+                    return Ok(self.send_payload(&auth));
+                }
+                // Nothing usable in the SASL2 list: the classic one may have it.
+                Err(SaslError::NoMechanism { .. }) => {}
+                Err(other) => return Err(other.into()),
+            }
+        }
         let (exchange, auth) = SaslExchange::start(
             &self.config.credentials,
             &features.mechanisms,
@@ -440,6 +551,105 @@ impl Handshake {
         self.mechanism = exchange.mechanism();
         self.phase = Phase::Authenticating(exchange);
         Ok(self.send_payload(&auth))
+    }
+
+    /// The SASL2 `<authenticate/>` for `mechanism` (XEP-0388 §2.4), with
+    /// Bind 2's `<bind/>` (never without it: the session would not be bound,
+    /// `docs/protocol/prosody-13-sasl2.md`, negative control).
+    fn authenticate_element(
+        &self,
+        offer: &Sasl2Features,
+        mechanism: &str,
+        initial_response: &str,
+        fast: Option<bool>,
+    ) -> String {
+        let credentials = &self.config.credentials;
+        // A token is only issued over a stream that offers FAST.
+        let request_token = credentials.requests_fast_token()
+            && offer.fast_mechanisms.iter().any(|m| m == HT_SHA_256_NONE);
+        // The resource derives from tag + user-agent id (XEP-0386 §3): with
+        // a fixed id (FAST), the same tag would give every session of the
+        // user the same resource, so it gets a random suffix.
+        let tag = credentials.resource().map(|tag| {
+            if credentials.user_agent_id().is_some() {
+                format!("{tag}-{}", sasl2::random_tag_suffix())
+            } else {
+                tag.to_owned()
+            }
+        });
+        Authenticate {
+            mechanism,
+            initial_response,
+            user_agent_id: &self.user_agent_id,
+            request_token,
+            fast,
+            tag: tag.as_deref(),
+        }
+        .to_xml()
+    }
+
+    /// Handles the answer to a SASL2 `<authenticate/>` or `<response/>`.
+    fn sasl2_answer(
+        &mut self,
+        auth: Sasl2Auth,
+        message: Sasl2Message,
+    ) -> Result<Step, HandshakeError> {
+        match (auth, message) {
+            (Sasl2Auth::Sasl(mut exchange), Sasl2Message::Challenge(data)) => {
+                let answer = exchange.challenge_raw(&data)?;
+                self.phase = Phase::Sasl2(Sasl2Auth::Sasl(exchange));
+                Ok(self.send_payload(&sasl2::response(&answer)))
+            }
+            (Sasl2Auth::Fast(_), Sasl2Message::Challenge(_)) => Err(HandshakeError::Unexpected(
+                "a SASL2 challenge to a FAST login",
+            )),
+            (auth, Sasl2Message::Success(success)) => {
+                match auth {
+                    Sasl2Auth::Sasl(mut exchange) => {
+                        exchange.success(success.additional_data.as_deref().unwrap_or_default())?;
+                    }
+                    Sasl2Auth::Fast(exchange) => {
+                        exchange.success(success.additional_data.as_deref())?;
+                    }
+                }
+                self.sasl2_success(success)
+            }
+            (Sasl2Auth::Fast(_), Sasl2Message::Failure { condition, text }) => {
+                Err(HandshakeError::FastTokenRefused { condition, text })
+            }
+            (Sasl2Auth::Sasl(_), Sasl2Message::Failure { condition, text }) => {
+                Err(HandshakeError::AuthFailed { condition, text })
+            }
+            (_, Sasl2Message::Continue { tasks }) => Err(HandshakeError::Sasl2TasksRequired(tasks)),
+        }
+    }
+
+    /// XEP-0388 §2.6 / XEP-0386 §4: the `<authorization-identifier>` of the
+    /// `<success>` is the bound full JID. The stream features that follow it
+    /// (no bind there on Prosody 13, quirk 2) are ignored: no restart.
+    fn sasl2_success(&mut self, success: Sasl2Success) -> Result<Step, HandshakeError> {
+        let jid = success
+            .authorization_identifier
+            .as_deref()
+            .ok_or(HandshakeError::NoBind)?;
+        if !is_full_jid(jid) {
+            // A bare JID: the server did not bind (Bind 2 ignored).
+            return Err(if jid.contains('/') {
+                HandshakeError::InvalidJid
+            } else {
+                HandshakeError::NoBind
+            });
+        }
+        self.jid = Some(jid.to_owned());
+        // XEP-0484 §3.3: keep whatever token came, asked for or not.
+        if let Some(token) = success.token.filter(|t| !t.is_empty()) {
+            self.fast_token = Some(FastToken {
+                token,
+                expiry: success.token_expiry,
+                user_agent_id: self.user_agent_id.clone(),
+            });
+        }
+        Ok(Step::Done(self.finish()))
     }
 
     /// Sends an empty `<body/>` to fetch what the CM has not sent yet
@@ -483,6 +693,7 @@ impl Handshake {
             maxpause: self.attributes.maxpause,
             round_trips: self.round_trips,
             mechanism: self.mechanism,
+            fast_token: self.fast_token.take(),
         }
     }
 }
@@ -528,6 +739,7 @@ fn random_rid() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::credentials::Mechanism;
     use crate::protocol::xml;
 
     // Responses verbatim from docs/protocol/prosody-0.12.md (Prosody 0.12.3).
@@ -757,5 +969,494 @@ mod tests {
             panic!("not done");
         };
         assert!(!format!("{session:?}").contains(SID));
+    }
+
+    // Prosody 13.0.1 + mod_sasl2/_bind2/_fast, from
+    // docs/protocol/prosody-13-sasl2.md (q1); the parts shortened there with
+    // "…" are filled in with what Prosody sends.
+    const P13_SID: &str = "dbdf1a67-9b4e-4d43-9b07-3c5f0e8e6f15";
+    const P13_CREATED: &str = "<body hold='1' xmlns:stream='http://etherx.jabber.org/streams' xmlns:xmpp='urn:xmpp:xbosh' xmlns='http://jabber.org/protocol/httpbind' sid='dbdf1a67-9b4e-4d43-9b07-3c5f0e8e6f15' ver='1.6' secure='true' polling='5' inactivity='60' requests='2' wait='10' xmpp:version='1.0' from='localhost'><stream:features xmlns='jabber:client'><authentication xmlns='urn:xmpp:sasl:2'><mechanism>SCRAM-SHA-1</mechanism><mechanism>OAUTHBEARER</mechanism><mechanism>PLAIN</mechanism><inline><bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:carbons:2'/><feature var='urn:xmpp:csi:0'/><feature var='urn:xmpp:sm:3'/></inline></bind><sm xmlns='urn:xmpp:sm:3'/></inline></authentication><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1</mechanism><mechanism>OAUTHBEARER</mechanism><mechanism>PLAIN</mechanism></mechanisms></stream:features></body>";
+    const P13_ANON_CREATED: &str = "<body hold='1' xmlns:stream='http://etherx.jabber.org/streams' xmlns:xmpp='urn:xmpp:xbosh' xmlns='http://jabber.org/protocol/httpbind' sid='dbdf1a67-9b4e-4d43-9b07-3c5f0e8e6f15' ver='1.6' secure='true' polling='5' inactivity='60' requests='2' wait='10' xmpp:version='1.0' from='anon.localhost'><stream:features xmlns='jabber:client'><authentication xmlns='urn:xmpp:sasl:2'><mechanism>ANONYMOUS</mechanism><inline><bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:carbons:2'/><feature var='urn:xmpp:csi:0'/><feature var='urn:xmpp:sm:3'/></inline></bind><sm xmlns='urn:xmpp:sm:3'/></inline></authentication><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>ANONYMOUS</mechanism></mechanisms></stream:features></body>";
+    /// With `from='alice@localhost'` on the creation body: FAST is offered.
+    const P13_FAST_CREATED: &str = "<body hold='1' xmlns:stream='http://etherx.jabber.org/streams' xmlns:xmpp='urn:xmpp:xbosh' xmlns='http://jabber.org/protocol/httpbind' sid='dbdf1a67-9b4e-4d43-9b07-3c5f0e8e6f15' ver='1.6' secure='true' polling='5' inactivity='60' requests='2' wait='10' xmpp:version='1.0' from='localhost'><stream:features xmlns='jabber:client'><authentication xmlns='urn:xmpp:sasl:2'><mechanism>SCRAM-SHA-1</mechanism><mechanism>OAUTHBEARER</mechanism><mechanism>PLAIN</mechanism><inline><bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:carbons:2'/><feature var='urn:xmpp:csi:0'/><feature var='urn:xmpp:sm:3'/></inline></bind><fast xmlns='urn:xmpp:fast:0'><mechanism>HT-SHA-256-NONE</mechanism></fast><sm xmlns='urn:xmpp:sm:3'/></inline></authentication><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1</mechanism><mechanism>OAUTHBEARER</mechanism><mechanism>PLAIN</mechanism></mechanisms></stream:features></body>";
+    /// What follows a SASL2 `<success>` in the same body (no bind feature).
+    const P13_POST_FEATURES: &str = "<stream:features xmlns='jabber:client'><sub xmlns='urn:xmpp:features:pre-approval'/><c hash='sha-1' xmlns='http://jabber.org/protocol/caps' node='http://prosody.im' ver='x'/><ver xmlns='urn:xmpp:features:rosterver'/><sm xmlns='urn:xmpp:sm:2'><optional/></sm><sm xmlns='urn:xmpp:sm:3'><optional/></sm></stream:features>";
+    const TOKEN: &str = "secret-token:fast-QZJcpgSVneGZMOh4IQ4HOYvu6-J0jgWC8oZ4";
+
+    fn p13_body(inner: &str) -> String {
+        format!(
+            "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams' sid='{P13_SID}'>{inner}</body>"
+        )
+    }
+
+    fn sasl2_success(jid: &str, extra: &str) -> String {
+        p13_body(&format!(
+            "<success xmlns='urn:xmpp:sasl:2'>{extra}<bound xmlns='urn:xmpp:bind:0'/><authorization-identifier>{jid}</authorization-identifier></success>{P13_POST_FEATURES}"
+        ))
+    }
+
+    fn start(credentials: Credentials, first_rid: u64) -> (Handshake, xml::Element) {
+        let mut config = HandshakeConfig::new(credentials);
+        config.first_rid = Some(first_rid);
+        let (handshake, creation) = Handshake::start(config);
+        (handshake, xml::parse(creation.as_bytes()).unwrap())
+    }
+
+    fn authenticate(body: &xml::Element) -> &xml::Element {
+        body.child(bosh::NS_SASL2, "authenticate")
+            .expect("a SASL2 <authenticate/>")
+    }
+
+    fn done(step: Result<Step, HandshakeError>) -> PrebindSession {
+        match step {
+            Ok(Step::Done(session)) => session,
+            other => panic!("expected a session, got {other:?}"),
+        }
+    }
+
+    fn b64() -> base64::engine::GeneralPurpose {
+        base64::engine::general_purpose::STANDARD
+    }
+
+    #[test]
+    fn sasl2_anonymous_binds_in_two_round_trips() {
+        let (mut handshake, creation) =
+            start(Credentials::anonymous("anon.localhost"), 524179820915);
+        assert_eq!(creation.attr("from"), None, "no from without FAST");
+        let body = send(handshake.receive(P13_ANON_CREATED.as_bytes()));
+        assert_eq!(rid(&body), 524179820916);
+        let auth = authenticate(&body);
+        assert_eq!(auth.attr("mechanism"), Some("ANONYMOUS"));
+        assert!(auth.child(bosh::NS_SASL2, "initial-response").is_none());
+        let user_agent = auth.child(bosh::NS_SASL2, "user-agent").unwrap();
+        assert_eq!(user_agent.attr("id").unwrap().len(), 36, "a UUID");
+        let bind = auth.child(bosh::NS_BIND2, "bind").expect("Bind 2 always");
+        assert!(bind.children.is_empty(), "no tag: server-chosen resource");
+        assert!(body.child(bosh::NS_SASL, "auth").is_none());
+        let session = done(handshake.receive(
+            sasl2_success("l0gcrcfkv0fb_ztauu1utbzh@anon.localhost/5axm7rCq-2An", "").as_bytes(),
+        ));
+        assert_eq!(
+            session.jid,
+            "l0gcrcfkv0fb_ztauu1utbzh@anon.localhost/5axm7rCq-2An"
+        );
+        assert_eq!(session.round_trips, 2);
+        assert_eq!(session.last_rid, 524179820916);
+        assert_eq!(session.mechanism, "ANONYMOUS");
+        assert_eq!(session.inactivity, Some(60));
+        assert_eq!(session.fast_token, None);
+    }
+
+    #[test]
+    fn sasl2_plain_sends_prosodys_exact_initial_response() {
+        let (mut handshake, _) = start(
+            Credentials::account("alice@localhost", "secret-alice")
+                .unwrap()
+                .with_mechanisms([Mechanism::Plain]),
+            239718490466,
+        );
+        let body = send(handshake.receive(P13_CREATED.as_bytes()));
+        let auth = authenticate(&body);
+        assert_eq!(auth.attr("mechanism"), Some("PLAIN"));
+        assert_eq!(
+            auth.child(bosh::NS_SASL2, "initial-response").unwrap().text,
+            "AGFsaWNlAHNlY3JldC1hbGljZQ=="
+        );
+        assert!(auth.child(bosh::NS_FAST, "request-token").is_none());
+        let session =
+            done(handshake.receive(sasl2_success("alice@localhost/iQQSCA4_7LGJ", "").as_bytes()));
+        assert_eq!(session.jid, "alice@localhost/iQQSCA4_7LGJ");
+        assert_eq!(session.round_trips, 2);
+        assert_eq!(session.mechanism, "PLAIN");
+    }
+
+    /// The server side of SCRAM-SHA-1 (RFC 5802 §3) for `secret-alice`.
+    struct ScramServer {
+        client_first_bare: String,
+        server_first: String,
+    }
+
+    fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
+        mac.update(data);
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    impl ScramServer {
+        fn first(initial_response: &str) -> (Self, String) {
+            use base64::Engine as _;
+            let client_first = String::from_utf8(b64().decode(initial_response).unwrap()).unwrap();
+            let bare = client_first.strip_prefix("n,,").unwrap().to_owned();
+            let nonce = bare.split(',').find_map(|f| f.strip_prefix("r=")).unwrap();
+            let server_first = format!("r={nonce}srvnonce,s={},i=4096", b64().encode("salt"));
+            let challenge = b64().encode(&server_first);
+            (
+                ScramServer {
+                    client_first_bare: bare,
+                    server_first,
+                },
+                challenge,
+            )
+        }
+
+        /// Checks the client proof; returns the base64 server-final message.
+        fn last(&self, response: &str) -> String {
+            use base64::Engine as _;
+            use sha1::Digest as _;
+            let client_final = String::from_utf8(b64().decode(response).unwrap()).unwrap();
+            let (without_proof, proof) = client_final.rsplit_once(",p=").unwrap();
+            let auth_message = format!(
+                "{},{},{without_proof}",
+                self.client_first_bare, self.server_first
+            );
+            let salted = crate::protocol::scram_cache::salt_password(
+                "SCRAM-SHA-1",
+                b"secret-alice",
+                b"salt",
+                4096,
+            );
+            let client_key = hmac_sha1(&salted, b"Client Key");
+            let stored_key = sha1::Sha1::digest(&client_key);
+            let signature = hmac_sha1(&stored_key, auth_message.as_bytes());
+            let expected: Vec<u8> = client_key
+                .iter()
+                .zip(&signature)
+                .map(|(a, b)| a ^ b)
+                .collect();
+            assert_eq!(b64().decode(proof).unwrap(), expected, "client proof");
+            let server_key = hmac_sha1(&salted, b"Server Key");
+            let verifier = hmac_sha1(&server_key, auth_message.as_bytes());
+            b64().encode(format!("v={}", b64().encode(verifier)))
+        }
+    }
+
+    #[test]
+    fn sasl2_scram_sha1_binds_in_three_round_trips() {
+        let (mut handshake, _) = start(
+            Credentials::account("alice@localhost", "secret-alice").unwrap(),
+            1078640859110,
+        );
+        let body = send(handshake.receive(P13_CREATED.as_bytes()));
+        let auth = authenticate(&body);
+        assert_eq!(auth.attr("mechanism"), Some("SCRAM-SHA-1"));
+        let initial = &auth.child(bosh::NS_SASL2, "initial-response").unwrap().text;
+        assert!(initial.starts_with("biwsbj1hbGljZSxy"), "{initial}");
+        let (server, challenge) = ScramServer::first(initial);
+        let body = send(
+            handshake.receive(
+                p13_body(&format!(
+                    "<challenge xmlns='urn:xmpp:sasl:2'>{challenge}</challenge>"
+                ))
+                .as_bytes(),
+            ),
+        );
+        assert_eq!(rid(&body), 1078640859112);
+        let response = body.child(bosh::NS_SASL2, "response").unwrap();
+        let server_final = server.last(&response.text);
+        let session = done(
+            handshake.receive(
+                sasl2_success(
+                    "alice@localhost/JLeDTiQhlrUq",
+                    &format!("<additional-data>{server_final}</additional-data>"),
+                )
+                .as_bytes(),
+            ),
+        );
+        assert_eq!(session.round_trips, 3);
+        assert_eq!(session.mechanism, "SCRAM-SHA-1");
+        assert_eq!(session.jid, "alice@localhost/JLeDTiQhlrUq");
+
+        // A server that does not know the password cannot fake success.
+        let (mut handshake, _) = start(
+            Credentials::account("alice@localhost", "secret-alice").unwrap(),
+            1,
+        );
+        let body = send(handshake.receive(P13_CREATED.as_bytes()));
+        let initial = &authenticate(&body)
+            .child(bosh::NS_SASL2, "initial-response")
+            .unwrap()
+            .text;
+        let (_, challenge) = ScramServer::first(initial);
+        send(
+            handshake.receive(
+                p13_body(&format!(
+                    "<challenge xmlns='urn:xmpp:sasl:2'>{challenge}</challenge>"
+                ))
+                .as_bytes(),
+            ),
+        );
+        let forged = "<additional-data>dj1BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE9</additional-data>";
+        assert!(matches!(
+            handshake.receive(sasl2_success("alice@localhost/x", forged).as_bytes()),
+            Err(HandshakeError::Sasl(_))
+        ));
+    }
+
+    #[test]
+    fn a_token_is_requested_during_a_password_login_and_surfaced() {
+        let (mut handshake, creation) = start(
+            Credentials::account("alice@localhost", "secret-alice")
+                .unwrap()
+                .with_mechanisms([Mechanism::Plain])
+                .request_fast_token("6bb4cf6c-1f93-4a0e-9cde-74afc7f6ead4"),
+            1,
+        );
+        assert_eq!(creation.attr("from"), Some("alice@localhost"));
+        let body = send(handshake.receive(P13_FAST_CREATED.as_bytes()));
+        let auth = authenticate(&body);
+        assert_eq!(
+            auth.child(bosh::NS_SASL2, "user-agent").unwrap().attr("id"),
+            Some("6bb4cf6c-1f93-4a0e-9cde-74afc7f6ead4")
+        );
+        assert_eq!(
+            auth.child(bosh::NS_FAST, "request-token")
+                .unwrap()
+                .attr("mechanism"),
+            Some("HT-SHA-256-NONE")
+        );
+        assert!(auth.child(bosh::NS_FAST, "fast").is_none());
+        let token = format!(
+            "<token xmlns='urn:xmpp:fast:0' expiry='2026-12-22T01:38:23.035212Z' token='{TOKEN}'/>"
+        );
+        let session = done(
+            handshake
+                .receive(sasl2_success("alice@localhost/webapp~SF2OAu43unoa", &token).as_bytes()),
+        );
+        assert_eq!(session.round_trips, 2);
+        let token = session.fast_token.expect("the token");
+        assert_eq!(token.token, TOKEN);
+        assert_eq!(token.expiry.as_deref(), Some("2026-12-22T01:38:23.035212Z"));
+        assert_eq!(token.user_agent_id, "6bb4cf6c-1f93-4a0e-9cde-74afc7f6ead4");
+
+        // A stream without FAST on offer: the login goes on, nothing asked.
+        let (mut handshake, _) = start(
+            Credentials::account("alice@localhost", "secret-alice")
+                .unwrap()
+                .request_fast_token("ua"),
+            1,
+        );
+        let body = send(handshake.receive(P13_CREATED.as_bytes()));
+        assert!(
+            authenticate(&body)
+                .child(bosh::NS_FAST, "request-token")
+                .is_none()
+        );
+    }
+
+    fn fast_alice() -> Credentials {
+        Credentials::fast_token(
+            "alice@localhost",
+            TOKEN,
+            "6bb4cf6c-1f93-4a0e-9cde-74afc7f6ead4",
+        )
+        .unwrap()
+    }
+
+    fn responder(token: &str) -> String {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()).unwrap();
+        mac.update(b"Responder");
+        b64().encode(mac.finalize().into_bytes())
+    }
+
+    #[test]
+    fn fast_login_takes_two_round_trips_and_keeps_a_rotated_token() {
+        let (mut handshake, creation) = start(fast_alice(), 119903663653);
+        assert_eq!(creation.attr("from"), Some("alice@localhost"));
+        let body = send(handshake.receive(P13_FAST_CREATED.as_bytes()));
+        assert_eq!(rid(&body), 119903663654);
+        let auth = authenticate(&body);
+        assert_eq!(auth.attr("mechanism"), Some("HT-SHA-256-NONE"));
+        let initial = &auth.child(bosh::NS_SASL2, "initial-response").unwrap().text;
+        assert!(initial.starts_with("YWxpY2UA"), "{initial}");
+        let fast = auth.child(bosh::NS_FAST, "fast").unwrap();
+        assert_eq!(fast.attr("invalidate"), None);
+        assert_eq!(
+            auth.child(bosh::NS_SASL2, "user-agent").unwrap().attr("id"),
+            Some("6bb4cf6c-1f93-4a0e-9cde-74afc7f6ead4")
+        );
+        // An unrequested new token (rotation) comes with the success.
+        let extra = format!(
+            "<additional-data>{}</additional-data><token xmlns='urn:xmpp:fast:0' expiry='2026-12-23T00:00:00Z' token='secret-token:fast-new'/>",
+            responder(TOKEN)
+        );
+        let session = done(
+            handshake.receive(sasl2_success("alice@localhost/bdZJID8E6asO", &extra).as_bytes()),
+        );
+        assert_eq!(session.round_trips, 2);
+        assert_eq!(session.mechanism, "HT-SHA-256-NONE");
+        assert_eq!(session.jid, "alice@localhost/bdZJID8E6asO");
+        assert_eq!(
+            session.fast_token.as_ref().map(|t| t.token.as_str()),
+            Some("secret-token:fast-new")
+        );
+        assert!(!format!("{session:?}").contains("fast-new"));
+
+        // A wrong responder value: the server does not know the token.
+        let (mut handshake, _) = start(fast_alice(), 1);
+        send(handshake.receive(P13_FAST_CREATED.as_bytes()));
+        let extra = format!("<additional-data>{}</additional-data>", responder("other"));
+        assert!(matches!(
+            handshake.receive(sasl2_success("alice@localhost/x", &extra).as_bytes()),
+            Err(HandshakeError::Sasl(_))
+        ));
+    }
+
+    #[test]
+    fn fast_invalidation_and_refusals_are_distinct_errors() {
+        let (mut handshake, _) = start(fast_alice().invalidate_fast_token(), 1);
+        let body = send(handshake.receive(P13_FAST_CREATED.as_bytes()));
+        assert_eq!(
+            authenticate(&body)
+                .child(bosh::NS_FAST, "fast")
+                .unwrap()
+                .attr("invalidate"),
+            Some("true")
+        );
+
+        for (failure, condition) in [
+            (
+                "<failure xmlns='urn:xmpp:sasl:2'><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></failure>",
+                "not-authorized",
+            ),
+            (
+                "<failure xmlns='urn:xmpp:sasl:2'><credentials-expired xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></failure>",
+                "credentials-expired",
+            ),
+            // Prosody's malformed-request is in the SASL2 namespace (quirk 6).
+            (
+                "<failure xmlns='urn:xmpp:sasl:2'><malformed-request/><text>FAST is not available on this stream</text></failure>",
+                "malformed-request",
+            ),
+        ] {
+            let (mut handshake, _) = start(fast_alice(), 1);
+            send(handshake.receive(P13_FAST_CREATED.as_bytes()));
+            let error = handshake.receive(p13_body(failure).as_bytes()).unwrap_err();
+            assert!(
+                matches!(&error, HandshakeError::FastTokenRefused { .. }),
+                "{error:?}"
+            );
+            assert_eq!(error.condition(), condition);
+        }
+
+        // No FAST on offer (no from= honoured, or no SASL2 at all).
+        let (mut handshake, _) = start(fast_alice(), 1);
+        assert!(matches!(
+            handshake.receive(P13_CREATED.as_bytes()),
+            Err(HandshakeError::FastUnavailable(_))
+        ));
+        let (mut handshake, _) = start(fast_alice(), 1);
+        assert!(matches!(
+            handshake.receive(PLAIN_CREATED.as_bytes()),
+            Err(HandshakeError::FastUnavailable(_))
+        ));
+    }
+
+    #[test]
+    fn sasl2_password_failure_and_tasks_are_typed() {
+        let (mut handshake, _) = start(
+            Credentials::account("alice@localhost", "wrong")
+                .unwrap()
+                .with_mechanisms([Mechanism::Plain]),
+            1,
+        );
+        send(handshake.receive(P13_CREATED.as_bytes()));
+        let error = handshake
+            .receive(p13_body("<failure xmlns='urn:xmpp:sasl:2'><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/><text>Unable to authorize you with the authentication credentials you've sent.</text></failure>").as_bytes())
+            .unwrap_err();
+        assert!(matches!(
+            &error,
+            HandshakeError::AuthFailed { condition, text: Some(_) } if condition == "not-authorized"
+        ));
+
+        let (mut handshake, _) = start(Credentials::anonymous("anon.localhost"), 1);
+        send(handshake.receive(P13_ANON_CREATED.as_bytes()));
+        let error = handshake
+            .receive(p13_body("<continue xmlns='urn:xmpp:sasl:2'><additional-data>SSdtIGJvcmVkIG5vdy4=</additional-data><tasks><task>HOTP-EXAMPLE</task></tasks></continue>").as_bytes())
+            .unwrap_err();
+        assert_eq!(
+            error,
+            HandshakeError::Sasl2TasksRequired(vec!["HOTP-EXAMPLE".into()])
+        );
+        assert_eq!(error.condition(), "policy-violation");
+
+        // A success without a bound full JID: Bind 2 did not happen.
+        let (mut handshake, _) = start(Credentials::anonymous("anon.localhost"), 1);
+        send(handshake.receive(P13_ANON_CREATED.as_bytes()));
+        assert_eq!(
+            handshake.receive(sasl2_success("x@anon.localhost", "").as_bytes()),
+            Err(HandshakeError::NoBind)
+        );
+    }
+
+    #[test]
+    fn no_sasl2_or_no_bind2_or_classic_only_means_a_classic_login() {
+        // Prosody 0.12: no SASL2 offered.
+        let (mut handshake, _) = start(Credentials::anonymous("anon.localhost"), 1);
+        let body = send(handshake.receive(ANON_CREATED.as_bytes()));
+        assert!(body.child(bosh::NS_SASL, "auth").is_some());
+        // SASL2 without Bind 2 inline.
+        let no_bind2 = P13_ANON_CREATED.replace(
+            "<bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:carbons:2'/><feature var='urn:xmpp:csi:0'/><feature var='urn:xmpp:sm:3'/></inline></bind>",
+            "",
+        );
+        let (mut handshake, _) = start(Credentials::anonymous("anon.localhost"), 1);
+        let body = send(handshake.receive(no_bind2.as_bytes()));
+        assert!(body.child(bosh::NS_SASL, "auth").is_some());
+        // Classic only on a server that offers SASL2: 4 round trips as before.
+        let mut config = HandshakeConfig::new(Credentials::anonymous("anon.localhost"));
+        config.sasl2 = false;
+        config.first_rid = Some(1);
+        let (mut handshake, _) = Handshake::start(config);
+        let body = send(handshake.receive(P13_ANON_CREATED.as_bytes()));
+        assert!(body.child(bosh::NS_SASL, "auth").is_some());
+        let success = ANON_SUCCESS.replace(SID, P13_SID);
+        send(handshake.receive(success.as_bytes()));
+        send(handshake.receive(ANON_RESTARTED.replace(SID, P13_SID).as_bytes()));
+        let session = done(handshake.receive(ANON_BOUND.replace(SID, P13_SID).as_bytes()));
+        assert_eq!(session.round_trips, 4);
+        // FAST credentials with classic only: a clear error.
+        let mut config = HandshakeConfig::new(fast_alice());
+        config.sasl2 = false;
+        let (mut handshake, creation) = Handshake::start(config);
+        assert!(!creation.contains("from="));
+        assert_eq!(
+            handshake.receive(P13_FAST_CREATED.as_bytes()),
+            Err(HandshakeError::FastUnavailable("SASL2 is turned off"))
+        );
+    }
+
+    #[test]
+    fn two_sessions_of_one_user_never_share_a_user_agent_or_a_tag() {
+        let ids: Vec<String> = (0..2)
+            .map(|_| {
+                let (mut handshake, _) = start(
+                    Credentials::account("alice@localhost", "secret-alice").unwrap(),
+                    1,
+                );
+                let body = send(handshake.receive(P13_CREATED.as_bytes()));
+                authenticate(&body)
+                    .child(bosh::NS_SASL2, "user-agent")
+                    .unwrap()
+                    .attr("id")
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_ne!(ids[0], ids[1]);
+        // FAST fixes the user-agent id: a requested resource becomes a tag
+        // with a random suffix per session.
+        let tags: Vec<String> = (0..2)
+            .map(|_| {
+                let (mut handshake, _) = start(fast_alice().with_resource("web"), 1);
+                let body = send(handshake.receive(P13_FAST_CREATED.as_bytes()));
+                let bind = authenticate(&body).child(bosh::NS_BIND2, "bind").unwrap();
+                bind.child(bosh::NS_BIND2, "tag").unwrap().text.clone()
+            })
+            .collect();
+        assert!(tags.iter().all(|t| t.starts_with("web-")), "{tags:?}");
+        assert_ne!(tags[0], tags[1]);
     }
 }

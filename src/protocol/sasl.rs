@@ -141,6 +141,31 @@ impl SaslExchange {
         offered: &[String],
         cache: Option<&Arc<ScramCache>>,
     ) -> Result<(Self, String), SaslError> {
+        let (exchange, initial) = Self::start_raw(credentials, offered, cache)?;
+        // RFC 6120 §6.4.2: an empty initial response is sent as "=".
+        let initial = if initial.is_empty() { "=" } else { &initial };
+        let auth = format!(
+            "<auth xmlns='{NS_SASL}' mechanism='{}'>{initial}</auth>",
+            exchange.mechanism
+        );
+        Ok((exchange, auth))
+    }
+
+    /// Picks a mechanism among `offered` and returns the exchange with its
+    /// base64 initial response (empty when the mechanism has none to give),
+    /// for classic SASL and SASL2 (XEP-0388 §2.4) alike.
+    pub(crate) fn start_raw(
+        credentials: &Credentials,
+        offered: &[String],
+        cache: Option<&Arc<ScramCache>>,
+    ) -> Result<(Self, String), SaslError> {
+        let no_mechanism = || SaslError::NoMechanism {
+            offered: offered.join(", "),
+        };
+        if credentials.is_fast_token() {
+            // A token is not a password: only HT-* may use it (protocol/fast.rs).
+            return Err(no_mechanism());
+        }
         let (config, account) = config(credentials, cache)?;
         let names: Vec<&Mechname> = offered
             .iter()
@@ -158,9 +183,7 @@ impl SaslExchange {
             .collect();
         let session = SASLClient::new(config)
             .start_suggested_iter(names.iter().copied())
-            .map_err(|_| SaslError::NoMechanism {
-                offered: offered.join(", "),
-            })?;
+            .map_err(|_| no_mechanism())?;
         let mechanism = session_mechanism(&session);
         let mut exchange = SaslExchange {
             session,
@@ -170,10 +193,7 @@ impl SaslExchange {
         };
         // Every mechanism we use is client-first (RFC 6120 §6.4.2).
         let initial = exchange.step(None)?;
-        // RFC 6120 §6.4.2: an empty initial response is sent as "=".
-        let initial = if initial.is_empty() { "=" } else { &initial };
-        let auth = format!("<auth xmlns='{NS_SASL}' mechanism='{mechanism}'>{initial}</auth>");
-        Ok((exchange, auth))
+        Ok((exchange, initial))
     }
 
     /// The mechanism in use.
@@ -183,14 +203,19 @@ impl SaslExchange {
 
     /// Answers a `<challenge/>` with the `<response/>` to send.
     pub(crate) fn challenge(&mut self, data: &str) -> Result<String, SaslError> {
+        let response = self.challenge_raw(data)?;
+        Ok(format!("<response xmlns='{NS_SASL}'>{response}</response>"))
+    }
+
+    /// Answers a challenge's base64 data with the base64 response.
+    pub(crate) fn challenge_raw(&mut self, data: &str) -> Result<String, SaslError> {
         if self.finished {
             return Err(SaslError::Exchange(format!(
                 "{} sent a challenge after the exchange finished",
                 self.mechanism
             )));
         }
-        let response = self.step(Some(data))?;
-        Ok(format!("<response xmlns='{NS_SASL}'>{response}</response>"))
+        self.step(Some(data))
     }
 
     /// Checks a `<success/>`: its additional data must complete the exchange

@@ -246,3 +246,38 @@ async fn payloads_in_the_prebind_request_are_not_forwarded() {
         "{requests:?}"
     );
 }
+
+#[tokio::test]
+async fn guests_fall_back_to_anonymous_and_its_domain_is_allowed_by_itself() {
+    let cm = anonymous_cm().build();
+    // No allow_domain: the fallback's domain is allowed by the source.
+    let layer = cm.layer().credentials_from_extensions_or_anonymous(ANON);
+    let answer = send(&layer, get()).await;
+
+    answer.assert_json_success();
+    assert_eq!(answer.json_str("jid"), ANON_JID);
+    assert_eq!(cm.requests().len(), 4);
+}
+
+#[tokio::test]
+async fn with_an_anonymous_fallback_the_users_domain_still_needs_allowing() {
+    let cm = alice_cm(&["PLAIN"]).build();
+    let layer = cm.layer().credentials_from_extensions_or_anonymous(ANON);
+    let mut request = get();
+    request.extensions_mut().insert(alice());
+    let answer = send(&layer, request).await;
+
+    answer.assert_failure(Format::Json, http::StatusCode::FORBIDDEN, "host-unknown");
+    assert_eq!(cm.requests().len(), 0, "refused before the CM");
+
+    let layer = layer.allow_domain(HOST);
+    let mut request = get();
+    request.extensions_mut().insert(alice());
+    let answer = send(&layer, request).await;
+    answer.assert_json_success();
+    assert_eq!(
+        answer.json_str("jid"),
+        ALICE_JID,
+        "the user's own credentials, not the fallback"
+    );
+}

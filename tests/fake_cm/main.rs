@@ -20,6 +20,7 @@ mod happy_paths;
 mod lifetime;
 mod pages;
 mod passthrough;
+mod pool;
 mod refusals;
 mod sasl;
 mod secrets;

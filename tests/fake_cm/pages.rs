@@ -206,6 +206,22 @@ async fn head_post_and_other_paths_start_no_handshake() {
     assert_eq!(cm.requests().len(), 0, "the CM was never contacted");
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_page_without_credentials_says_so_in_the_debug_log() {
+    let captured = crate::secrets::capture_logs();
+    let cm = anonymous_cm().build();
+    let service = layer(&cm)
+        .credentials_from_extensions()
+        .layer(app(html_page, Arc::default()));
+    let response = service.oneshot(get("/")).await.unwrap();
+    assert_eq!(text(response.into_body()).await, PAGE_TEXT);
+    let logs = captured.text();
+    assert!(
+        logs.contains("DEBUG") && logs.contains("no credentials for this page request"),
+        "{logs}"
+    );
+}
+
 #[tokio::test]
 async fn page_without_credentials_is_served_without_snippet() {
     let cm = anonymous_cm().build();

@@ -12,7 +12,14 @@ use crate::harness::*;
 
 /// What tracing wrote on one thread, at every level.
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Everything captured so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
 
 thread_local! {
     static CAPTURE: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
@@ -38,7 +45,7 @@ impl std::io::Write for ThreadCapture {
 /// Captures this thread's tracing output. A global subscriber at TRACE
 /// (installed once) rather than a scoped one: tests on other threads then
 /// cannot leave a callsite's interest cached as "never".
-fn capture_logs() -> Captured {
+pub(crate) fn capture_logs() -> Captured {
     static INSTALL: std::sync::Once = std::sync::Once::new();
     INSTALL.call_once(|| {
         let subscriber = tracing_subscriber::fmt()
@@ -111,4 +118,25 @@ async fn scram_handshakes_log_no_password_sasl_data_or_sid() {
         !debug.contains(SID) && !debug.contains(ALICE_PASSWORD),
         "{debug}"
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_prebind_logs_the_cm_url_and_the_cause_but_answers_neither() {
+    let captured = capture_logs();
+    let cm = anonymous_cm()
+        .fault_always(bosh_prebind::test_util::Fault::Refused)
+        .build();
+    let answer = send(&anonymous_layer(&cm), get()).await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+
+    let logs = captured.text();
+    assert!(
+        logs.contains(&format!("cm={CM_URL}")),
+        "the CM URL is logged: {logs}"
+    );
+    assert!(
+        logs.contains("connection manager unreachable:"),
+        "with its cause: {logs}"
+    );
+    assert!(!answer.body.contains(CM_HOST), "{}", answer.body);
 }
