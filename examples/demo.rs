@@ -28,6 +28,10 @@
 //! directory `/converse.html` loads (served at `/vendor/converse/`).
 //! `--pool N` [`BOSH_PREBIND_POOL`, default 0: none]: keep up to N sessions
 //! bound ahead of demand (the warm pool, README); Ctrl-C terminates them.
+//! `--reuse-cookie NAME` [`BOSH_PREBIND_REUSE_COOKIE`, default `xmpp-prebind-live`;
+//! empty: off]: session reuse across page views (README "Sessions across page
+//! views"): `/` keeps its session in sessionStorage and sets this cookie when
+//! the tab navigates, and the next page gets no new session but re-attaches.
 //!
 //! Built-in pages (`examples/demo/`): `/` gets a session injected and attaches
 //! Strophe.js to it (zero round trips); `/classic.html` is not injected and
@@ -36,9 +40,10 @@
 //! normal anonymous login on `--domain`. `/converse.html` gets a session
 //! injected and hands it to Converse.js 14 (`converse-prebind.js`: a `blob:`
 //! `prebind_url`, zero round trips). Browsers reach the CM through
-//! `/http-bind` on this origin. `GET /stats` answers `{"handshakes":N}` (0 with `--pool`): the
-//! handshakes this demo started (one per session handed out or injected,
-//! whether used or not), for the browser tests.
+//! `/http-bind` on this origin. `GET /stats` answers `{"handshakes":N}`: the
+//! sessions this demo's requests created at the CM (session creation requests
+//! sent, whatever sent them: a page, `/prebind`, the warm pool, or a browser's
+//! own login through `/http-bind`), for the browser tests.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -50,7 +55,12 @@ use axum::response::Html;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use bosh_prebind::transport::HttpTransportBuilder;
-use bosh_prebind::{Credentials, CredentialsFuture, CredentialsSource, PrebindLayer};
+use bosh_prebind::{Credentials, PrebindLayer};
+use bytes::Bytes;
+use http_body::Body;
+use http_body_util::Full;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use http::header;
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
@@ -69,10 +79,12 @@ struct Options {
     strophe: std::path::PathBuf,
     converse: std::path::PathBuf,
     pool: usize,
+    /// The reuse cookie (`PrebindLayer::reuse_cookie`), `None`: off.
+    reuse_cookie: Option<String>,
 }
 
-const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL] [--ca-file PEM] [--domain DOMAIN] [--jid JID --password PASSWORD] [--static-dir DIR] [--strophe PATH] [--converse DIR] [--pool N]";
-const FLAGS: [&str; 10] = [
+const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL] [--ca-file PEM] [--domain DOMAIN] [--jid JID --password PASSWORD] [--static-dir DIR] [--strophe PATH] [--converse DIR] [--pool N] [--reuse-cookie NAME]";
+const FLAGS: [&str; 11] = [
     "listen",
     "bosh-url",
     "ca-file",
@@ -83,6 +95,7 @@ const FLAGS: [&str; 10] = [
     "strophe",
     "converse",
     "pool",
+    "reuse-cookie",
 ];
 /// The Strophe.js of the npm package `browser/` installs.
 const DEFAULT_STROPHE: &str = concat!(
@@ -108,6 +121,7 @@ fn options() -> Result<Options, String> {
         ("strophe", "BOSH_PREBIND_STROPHE"),
         ("converse", "BOSH_PREBIND_CONVERSE"),
         ("pool", "BOSH_PREBIND_POOL"),
+        ("reuse-cookie", "BOSH_PREBIND_REUSE_COOKIE"),
     ] {
         if let Ok(value) = std::env::var(var) {
             values.insert(flag.to_owned(), value);
@@ -177,6 +191,13 @@ fn options() -> Result<Options, String> {
     let pool = get("pool", "0")
         .parse()
         .map_err(|e| format!("--pool: {e}"))?;
+    let reuse_cookie = Some(get("reuse-cookie", "xmpp-prebind-live")).filter(|name| !name.is_empty());
+    if let Some(name) = &reuse_cookie {
+        // RFC 6265 §4.1.1: a token; the page writes it into document.cookie.
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            return Err(format!("--reuse-cookie: {name:?} is not a plain cookie name"));
+        }
+    }
     Ok(Options {
         listen,
         bosh_url,
@@ -188,6 +209,7 @@ fn options() -> Result<Options, String> {
         strophe,
         converse,
         pool,
+        reuse_cookie,
     })
 }
 
@@ -201,13 +223,18 @@ const STYLE: &str = include_str!("demo/demo.css");
 /// The pages name their XMPP domains in `<meta>` tags whose defaults (kept by a
 /// plain copy of the files) suit the test server; fill in this demo's.
 fn page(template: &str, options: &Options) -> String {
-    fill_meta(
+    let page = fill_meta(
         template,
         &[
             ("xmpp-domain", &options.session_domain),
             ("xmpp-anonymous-domain", &options.anonymous_domain),
         ],
-    )
+    );
+    // The reuse cookie's name, the same for the layer and the page's script
+    // (empty: reuse off, the script sets no cookie).
+    let default = r#"<meta name="xmpp-reuse-cookie" content="xmpp-prebind-live">"#;
+    let name = options.reuse_cookie.as_deref().unwrap_or_default();
+    page.replace(default, &format!(r#"<meta name="xmpp-reuse-cookie" content="{name}">"#))
 }
 
 /// The Converse page names the JID it is for, from the same credentials as
@@ -240,22 +267,40 @@ fn fill_meta(template: &str, metas: &[(&str, &String)]) -> String {
     page
 }
 
-/// The demo's credentials, counting each handshake they start (the layer asks
-/// a source once per prebind request or injected page, right before the
-/// handshake), for `GET /stats`.
-struct Counted {
-    credentials: Credentials,
-    handshakes: Arc<AtomicU64>,
+/// The demo's transport, counting the session creation requests (a `<body/>`
+/// without `sid`, XEP-0124 §7.1) it sends to the CM, for `GET /stats`: every
+/// session this demo made, whoever asked for it.
+#[derive(Clone)]
+struct CountSessions<T> {
+    inner: T,
+    created: Arc<AtomicU64>,
 }
 
-impl CredentialsSource for Counted {
-    fn credentials(&self, request: &http::request::Parts) -> CredentialsFuture {
-        self.handshakes.fetch_add(1, Ordering::Relaxed);
-        self.credentials.credentials(request)
+impl<T> tower::Service<http::Request<Full<Bytes>>> for CountSessions<T>
+where
+    T: tower::Service<http::Request<Full<Bytes>>>,
+{
+    type Response = T::Response;
+    type Error = T::Error;
+    type Future = T::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
     }
 
-    fn static_domains(&self) -> Vec<String> {
-        self.credentials.static_domains()
+    fn call(&mut self, request: http::Request<Full<Bytes>>) -> Self::Future {
+        let (parts, mut body) = request.into_parts();
+        // A `Full` body is ready at once.
+        let bytes = match Pin::new(&mut body).poll_frame(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+            _ => Bytes::new(),
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        if text.trim_start().starts_with("<body") && !text.contains("sid=") {
+            self.created.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner
+            .call(http::Request::from_parts(parts, Full::new(bytes)))
     }
 }
 
@@ -291,20 +336,20 @@ async fn main() -> ExitCode {
         };
     }
     let handshakes = Arc::new(AtomicU64::new(0));
-    let prebind = PrebindLayer::with_transport(options.bosh_url.clone().into(), transport.build())
+    let transport = CountSessions {
+        inner: transport.build(),
+        created: handshakes.clone(),
+    };
+    let mut prebind = PrebindLayer::with_transport(options.bosh_url.clone().into(), transport)
         .bosh_passthrough("/http-bind");
-    // The warm pool serves a fixed `Credentials` only (a wrapper such as
-    // `Counted` is a per-request source to the layer): with --pool, /stats
-    // counts nothing.
+    if let Some(name) = &options.reuse_cookie {
+        prebind = prebind.reuse_cookie(name);
+    }
+    let prebind = prebind.credentials(options.credentials.clone());
     let prebind = if options.pool > 0 {
-        prebind
-            .credentials(options.credentials.clone())
-            .pool(options.pool)
+        prebind.pool(options.pool)
     } else {
-        prebind.credentials(Counted {
-            credentials: options.credentials.clone(),
-            handshakes: handshakes.clone(),
-        })
+        prebind
     };
     let stats = get(move || async move {
         (
