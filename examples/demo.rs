@@ -57,11 +57,11 @@ use axum::serve::ListenerExt;
 use bosh_prebind::transport::HttpTransportBuilder;
 use bosh_prebind::{Credentials, PrebindLayer};
 use bytes::Bytes;
+use http::header;
 use http_body::Body;
 use http_body_util::Full;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-use http::header;
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
 
@@ -191,11 +191,17 @@ fn options() -> Result<Options, String> {
     let pool = get("pool", "0")
         .parse()
         .map_err(|e| format!("--pool: {e}"))?;
-    let reuse_cookie = Some(get("reuse-cookie", "xmpp-prebind-live")).filter(|name| !name.is_empty());
+    let reuse_cookie =
+        Some(get("reuse-cookie", "xmpp-prebind-live")).filter(|name| !name.is_empty());
     if let Some(name) = &reuse_cookie {
         // RFC 6265 §4.1.1: a token; the page writes it into document.cookie.
-        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-            return Err(format!("--reuse-cookie: {name:?} is not a plain cookie name"));
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(format!(
+                "--reuse-cookie: {name:?} is not a plain cookie name"
+            ));
         }
     }
     Ok(Options {
@@ -234,7 +240,10 @@ fn page(template: &str, options: &Options) -> String {
     // (empty: reuse off, the script sets no cookie).
     let default = r#"<meta name="xmpp-reuse-cookie" content="xmpp-prebind-live">"#;
     let name = options.reuse_cookie.as_deref().unwrap_or_default();
-    page.replace(default, &format!(r#"<meta name="xmpp-reuse-cookie" content="{name}">"#))
+    page.replace(
+        default,
+        &format!(r#"<meta name="xmpp-reuse-cookie" content="{name}">"#),
+    )
 }
 
 /// The Converse page names the JID it is for, from the same credentials as

@@ -108,7 +108,13 @@ struct Abandoned<T: BoshTransport> {
 impl<T: BoshTransport> Drop for Abandoned<T> {
     fn drop(&mut self) {
         if let (Some(sid), Some(transport)) = (self.sid.take(), self.transport.take()) {
-            spawn_terminate(transport, &self.settings, &sid, self.next_rid, "abandoned handshake");
+            spawn_terminate(
+                transport,
+                &self.settings,
+                &sid,
+                self.next_rid,
+                "abandoned handshake",
+            );
         }
     }
 }
@@ -168,7 +174,12 @@ fn spawn_terminate<T: BoshTransport>(
 ) {
     let permit = tokio::runtime::Handle::try_current()
         .ok()
-        .and_then(|runtime| Some((runtime, Arc::clone(&settings.terminates).try_acquire_owned().ok()?)));
+        .and_then(|runtime| {
+            Some((
+                runtime,
+                Arc::clone(&settings.terminates).try_acquire_owned().ok()?,
+            ))
+        });
     let Some((runtime, permit)) = permit else {
         let skipped = TERMINATES_SKIPPED.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::debug!(
@@ -184,7 +195,12 @@ fn spawn_terminate<T: BoshTransport>(
         let ended = terminate(&mut transport, &settings, &sid, rid).await;
         drop(permit);
         let total = TERMINATES_SENT.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::debug!(why, ended, terminates = total, "terminated a pre-bound session");
+        tracing::debug!(
+            why,
+            ended,
+            terminates = total,
+            "terminated a pre-bound session"
+        );
     });
 }
 
@@ -193,8 +209,7 @@ fn spawn_terminate<T: BoshTransport>(
 /// `timeout`, far enough is 30 years.
 pub(crate) fn deadline_after(now: Instant, timeout: Duration) -> Instant {
     const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
-    now.checked_add(timeout.min(FAR_FUTURE))
-        .unwrap_or(now)
+    now.checked_add(timeout.min(FAR_FUTURE)).unwrap_or(now)
 }
 
 /// Ends a session at the CM (XEP-0124 §12): one `type='terminate'` request

@@ -437,8 +437,9 @@ impl<T> PrebindLayer<T> {
 
     /// Lets pages keep their session across page views (off by default):
     /// a request carrying the cookie `name` (set by the page's own script
-    /// while it holds a live session, see the README's "Session reuse
-    /// across page views") gets no new session but
+    /// when the tab navigates while it holds a live session kept in
+    /// `sessionStorage`, see the README's "Sessions across page views")
+    /// gets no new session but
     /// `{"reuse":true,"jid":…,"bosh_service_url":…}` in the snippet (always
     /// the default element), and the page restores the session it keeps.
     /// The cookie carries no session: a forged one only costs its sender

@@ -27,7 +27,11 @@ async fn duration_max_timeouts_do_not_panic() {
     answer.assert_json_success();
     let (sid, rid) = (answer.json_str("sid"), answer.json_num("rid"));
 
-    let page = send(&layer, Request::get(PAGE_PATH).body(Full::default()).unwrap()).await;
+    let page = send(
+        &layer,
+        Request::get(PAGE_PATH).body(Full::default()).unwrap(),
+    )
+    .await;
     assert!(page.body.contains("\"sid\""), "{}", page.body);
 
     let ping = format!(

@@ -69,8 +69,16 @@ async fn a_page_with_nobody_to_log_in_keeps_every_header_and_byte() {
             let sent = request.headers().clone();
             let response = service.clone().oneshot(request).await.unwrap();
             let expected = html_page();
-            assert_eq!(response.headers(), expected.headers(), "{method}: response headers kept");
-            assert_eq!(text(response.into_body()).await, PAGE_TEXT, "{method}: body kept");
+            assert_eq!(
+                response.headers(),
+                expected.headers(),
+                "{method}: response headers kept"
+            );
+            assert_eq!(
+                text(response.into_body()).await,
+                PAGE_TEXT,
+                "{method}: body kept"
+            );
             let seen = seen.lock().unwrap().pop().unwrap();
             assert_eq!(seen, sent, "{method}: the app saw the request as sent");
         }
@@ -87,15 +95,15 @@ async fn a_page_with_nobody_to_log_in_keeps_every_header_and_byte() {
 fn finished_first(
     cm: &FakeCm,
     response: fn() -> Response<Full<Bytes>>,
-) -> (
-    impl Service<Request<Full<Bytes>>, Response = Response<bosh_prebind::PrebindBody<Full<Bytes>>>, Error = Infallible>
-    + Clone,
-    Arc<Notify>,
-) {
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<bosh_prebind::PrebindBody<Full<Bytes>>>,
+    Error = Infallible,
+> + Clone {
     let done = Arc::new(Notify::new());
     let rendered = Arc::clone(&done);
     let waited = Arc::clone(&done);
-    let service = layer(cm)
+    layer(cm)
         .render_snippet(move |ctx| {
             rendered.notify_one();
             ctx.json.to_owned()
@@ -106,8 +114,7 @@ fn finished_first(
                 waited.notified().await;
                 Ok::<_, Infallible>(response())
             }
-        }));
-    (service, done)
+        }))
 }
 
 fn not_found() -> Response<Full<Bytes>> {
@@ -138,11 +145,14 @@ fn json() -> Response<Full<Bytes>> {
 async fn a_session_finished_for_a_page_not_injected_is_terminated() {
     for response in [not_found as fn() -> _, redirect, json] {
         let cm = anonymous_cm().build();
-        let (service, _) = finished_first(&cm, response);
+        let service = finished_first(&cm, response);
         let answer = service.oneshot(get("/")).await.unwrap();
         assert_eq!(answer.status(), response().status());
         let body = answer.into_body().collect().await.unwrap().to_bytes();
-        assert!(!String::from_utf8_lossy(&body).contains(SID), "no session in it");
+        assert!(
+            !String::from_utf8_lossy(&body).contains(SID),
+            "no session in it"
+        );
         no_tasks_left().await;
         let rids = cm.rids();
         assert_eq!(rids.len(), 4, "the handshake had finished");
@@ -278,7 +288,7 @@ async fn utf16_pages_are_not_injected() {
         (be_bom, BE),
     ] {
         let cm = anonymous_cm().build();
-        let (service, _) = finished_first(&cm, make);
+        let service = finished_first(&cm, make);
         let response = service.oneshot(get("/")).await.unwrap();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], whole, "served byte for byte");
@@ -311,9 +321,7 @@ async fn utf16_pages_are_not_injected() {
         Ok::<_, Infallible>(
             Response::builder()
                 .header(header::CONTENT_TYPE, "text/html")
-                .body(Full::new(Bytes::from_static(
-                    b"\xEF\xBB\xBF<head></head>",
-                )))
+                .body(Full::new(Bytes::from_static(b"\xEF\xBB\xBF<head></head>")))
                 .unwrap(),
         )
     }));
@@ -358,8 +366,19 @@ async fn a_page_holding_a_live_session_gets_no_new_one() {
     }
     assert_eq!(cm.received(), 0, "no handshake");
     for cookie in ["xmpp-prebind-live=", "other=1", "xmpp-prebind-live2=1"] {
-        let page = text(service.clone().oneshot(with_cookie(cookie)).await.unwrap().into_body()).await;
-        assert!(json_field(&snippet(&page).0, "sid").starts_with(SID), "{cookie}");
+        let page = text(
+            service
+                .clone()
+                .oneshot(with_cookie(cookie))
+                .await
+                .unwrap()
+                .into_body(),
+        )
+        .await;
+        assert!(
+            json_field(&snippet(&page).0, "sid").starts_with(SID),
+            "{cookie}"
+        );
     }
 
     // An account: the bare JID, as Strophe.js `restore(jid)` compares it.
@@ -370,7 +389,14 @@ async fn a_page_holding_a_live_session_gets_no_new_one() {
         .inject_path("/")
         .reuse_cookie("live")
         .layer(app(html_page, Arc::default()));
-    let page = text(service.oneshot(with_cookie("live=1")).await.unwrap().into_body()).await;
+    let page = text(
+        service
+            .oneshot(with_cookie("live=1"))
+            .await
+            .unwrap()
+            .into_body(),
+    )
+    .await;
     assert_eq!(json_field(&snippet(&page).0, "jid"), ALICE);
     assert_eq!(cm.received(), 0);
 }
@@ -380,7 +406,14 @@ async fn a_page_holding_a_live_session_gets_no_new_one() {
 async fn without_reuse_cookie_the_cookie_is_ignored() {
     let cm = anonymous_cm().build();
     let service = layer(&cm).layer(app(html_page, Arc::default()));
-    let page = text(service.oneshot(with_cookie("xmpp-prebind-live=1")).await.unwrap().into_body()).await;
+    let page = text(
+        service
+            .oneshot(with_cookie("xmpp-prebind-live=1"))
+            .await
+            .unwrap()
+            .into_body(),
+    )
+    .await;
     assert_eq!(json_field(&snippet(&page).0, "sid"), SID);
 }
 
