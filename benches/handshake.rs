@@ -11,6 +11,16 @@
 //!   Prosody's 10 000 PBKDF2 iterations, without and with the salted-password
 //!   cache: what the cache saves on repeat logins.
 //!
+//! - `observed/anonymous_{none,fmt_info,metrics,both}`: `layer/anonymous`
+//!   again with nothing listening, with a `tracing_subscriber::fmt`
+//!   subscriber at INFO writing to a sink, with a Prometheus metrics recorder
+//!   (feature `metrics`), and with both: what observability costs per
+//!   prebind. (Installed per thread: `tracing::subscriber::with_default`,
+//!   `metrics::with_local_recorder`; the runtime is current-thread.)
+//!
+//! PBKDF2 runs inline (`derive_inline(true)`): the CPU cost, not the thread
+//! hop of `spawn_blocking`, is measured.
+//!
 //! ```text
 //! cargo bench --bench handshake
 //! ```
@@ -56,6 +66,7 @@ fn layer_service(
     cm.layer()
         .credentials(credentials)
         .scram_cache(scram_cache)
+        .derive_inline(true)
         .layer(app)
 }
 
@@ -112,6 +123,30 @@ fn benches(c: &mut Criterion) {
     c.bench_function("layer/anonymous", |b| {
         b.iter(|| prebind(&runtime, &anonymous))
     });
+
+    let mut observed = c.benchmark_group("observed");
+    observed.bench_function("anonymous_none", |b| {
+        b.iter(|| prebind(&runtime, &anonymous))
+    });
+    let fmt_info = || {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(std::io::sink)
+            .finish()
+    };
+    observed.bench_function("anonymous_fmt_info", |b| {
+        tracing::subscriber::with_default(fmt_info(), || b.iter(|| prebind(&runtime, &anonymous)))
+    });
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    observed.bench_function("anonymous_metrics", |b| {
+        metrics::with_local_recorder(&recorder, || b.iter(|| prebind(&runtime, &anonymous)))
+    });
+    observed.bench_function("anonymous_both", |b| {
+        tracing::subscriber::with_default(fmt_info(), || {
+            metrics::with_local_recorder(&recorder, || b.iter(|| prebind(&runtime, &anonymous)))
+        })
+    });
+    observed.finish();
 
     let bob = Credentials::account("bob@localhost", PASSWORD)
         .unwrap()

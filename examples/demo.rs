@@ -4,6 +4,7 @@
 //! scripts/demo.sh                       # starts Prosody, then this demo
 //! cargo run --example demo -- --bosh-url http://127.0.0.1:5280/http-bind
 //! curl -s http://127.0.0.1:3000/prebind
+//! curl -s http://127.0.0.1:3000/metrics       # Prometheus text format
 //! curl -s -H 'Content-Type: text/xml' -d "<body xmlns='http://jabber.org/protocol/httpbind' rid='1000'/>" \
 //!      http://127.0.0.1:3000/prebind
 //! ```
@@ -33,6 +34,11 @@
 //! views"): `/` keeps its session in sessionStorage and sets this cookie when
 //! the tab navigates, and the next page gets no new session but re-attaches.
 //!
+//! Observability: `RUST_LOG=bosh_prebind=trace` shows the `prebind` span and
+//! each BOSH step; `/metrics` serves the layer's counters and handshake
+//! durations (feature `metrics`, on for examples) in the Prometheus format,
+//! and each outcome is logged at INFO through `PrebindLayer::on_outcome`.
+//!
 //! Built-in pages (`examples/demo/`): `/` gets a session injected and attaches
 //! Strophe.js to it (zero round trips); `/classic.html` is not injected and
 //! POSTs to `/prebind` first (one round trip). Both send an XEP-0199 ping in
@@ -55,7 +61,7 @@ use axum::response::Html;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use bosh_prebind::transport::HttpTransportBuilder;
-use bosh_prebind::{Credentials, PrebindLayer};
+use bosh_prebind::{Credentials, Outcome, PrebindLayer};
 use bytes::Bytes;
 use http::header;
 use http_body::Body;
@@ -324,12 +330,28 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,bosh_prebind=debug".into()),
         )
+        // The `prebind` span's fields (outcome, round trips, …) when it closes.
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .init();
     let options = match options() {
         Ok(options) => options,
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::from(2);
+        }
+    };
+
+    // The layer's metrics (feature `metrics`), rendered at /metrics.
+    let metrics = match metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ])
+        .and_then(|builder| builder.install_recorder())
+    {
+        Ok(handle) => handle,
+        Err(error) => {
+            eprintln!("metrics recorder: {error}");
+            return ExitCode::FAILURE;
         }
     };
 
@@ -350,7 +372,24 @@ async fn main() -> ExitCode {
         created: handshakes.clone(),
     };
     let mut prebind = PrebindLayer::with_transport(options.bosh_url.clone().into(), transport)
-        .bosh_passthrough("/http-bind");
+        .bosh_passthrough("/http-bind")
+        .on_outcome(|outcome: &Outcome<'_>| match outcome.result {
+            Ok(session) => tracing::info!(
+                path = outcome.path.as_str(),
+                jid = %session.jid,
+                mechanism = session.mechanism,
+                round_trips = session.round_trips,
+                elapsed_ms = outcome.elapsed.as_secs_f64() * 1e3,
+                "prebind outcome"
+            ),
+            Err(error) => tracing::info!(
+                path = outcome.path.as_str(),
+                condition = error.condition(),
+                status = error.status().as_u16(),
+                elapsed_ms = outcome.elapsed.as_secs_f64() * 1e3,
+                "prebind outcome"
+            ),
+        });
     if let Some(name) = &options.reuse_cookie {
         prebind = prebind.reuse_cookie(name);
     }
@@ -418,6 +457,7 @@ async fn main() -> ExitCode {
                 .layer(prebind.inject_path("/").inject_path("/converse.html"))
         }
     }
+    .route("/metrics", get(move || std::future::ready(metrics.render())))
     .layer(TraceLayer::new_for_http());
 
     let listener = match tokio::net::TcpListener::bind(options.listen).await {

@@ -9,6 +9,8 @@
 #   scripts/bench.sh page       page latency with the CM at 20 ms RTT (perf/examples/page_latency.rs)
 #   scripts/bench.sh pool       the warm pool: /prebind and page latency without/with it, CM at 20 ms RTT,
 #                               and its waste ratio under a steady and a bursty load (perf/examples/pool_latency.rs)
+#   scripts/bench.sh login      classic vs SASL2 + Bind 2 vs FAST vs the pool, anonymous and SCRAM, against
+#                               Prosody 13 at 20 ms RTT (perf/examples/login_latency.rs)
 #   scripts/bench.sh throughput prebinds/s, layer vs raw client, concurrency 1/8/64 (perf/examples/throughput.rs)
 #   scripts/bench.sh criterion  cargo bench --bench handshake|passthrough|inject, inject_memory 1 and 64,
 #                               handshake_latency, the pass-through allocation test, passthrough_stream
@@ -32,22 +34,33 @@ ROOT=$PWD
 OUT=${BENCH_OUT:-$ROOT/target/bench-results}
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 export PROSODY_DIR=${PROSODY_DIR:-${TMPDIR:-/tmp}/bosh-prebind-bench-prosody}
-export PROSODY_HTTP_PORT=${PROSODY_HTTP_PORT:-5380}
-export PROSODY_C2S_PORT=${PROSODY_C2S_PORT:-5322}
+export PROSODY_HTTP_PORT=${PROSODY_HTTP_PORT:-5480}
+export PROSODY_C2S_PORT=${PROSODY_C2S_PORT:-5422}
+export PROSODY_HTTPS_PORT=${PROSODY_HTTPS_PORT:-5481}
+export PROSODY_HTTPS_WRONG_PORT=${PROSODY_HTTPS_WRONG_PORT:-5482}
+export PROSODY_HTTPS_UNTRUSTED_PORT=${PROSODY_HTTPS_UNTRUSTED_PORT:-5483}
 BOSH_URL="http://127.0.0.1:${PROSODY_HTTP_PORT}/http-bind"
 BENCH_RUNS=${BENCH_RUNS:-30}
 THROUGHPUT_SECS=${THROUGHPUT_SECS:-10}
 THROUGHPUT_ROUNDS=${THROUGHPUT_ROUNDS:-2}
 # The demo is the library's example; the measurement harnesses are examples of the
 # unpublished perf/ crate. Both land in target/release/examples/.
-PERF_EXAMPLES=(latency_proxy page_latency pool_latency throughput handshake_latency inject_memory)
+PERF_EXAMPLES=(latency_proxy page_latency pool_latency login_latency throughput handshake_latency inject_memory)
 
 log() { printf '\n==== bench.sh: %s ====\n' "$*" >&2; }
 mkdir -p "$OUT"
 
+# Prosody 13 (SASL2, Bind 2, FAST) likewise in its own state dir and on its own port.
+export PROSODY13_DIR=${PROSODY13_DIR:-${TMPDIR:-/tmp}/bosh-prebind-bench-prosody13}
+export PROSODY13_HTTP_PORT=${PROSODY13_HTTP_PORT:-5490}
+export PROSODY13_C2S_PORT=${PROSODY13_C2S_PORT:-5432}
+BOSH13_URL="http://127.0.0.1:${PROSODY13_HTTP_PORT}/http-bind"
+
 started_prosody=0
+started_prosody13=0
 cleanup() {
 	if [ "$started_prosody" -eq 1 ]; then scripts/prosody.sh stop || true; fi
+	if [ "$started_prosody13" -eq 1 ]; then scripts/prosody13.sh stop || true; fi
 }
 trap cleanup EXIT
 
@@ -110,6 +123,15 @@ step_pool() {
 		--load-secs 60 --steady-rps 5 --burst 50 --burst-every 20 | tee "$OUT/pool.md"
 }
 
+step_login() {
+	log "logins: classic, SASL2 + Bind 2, FAST, pool; Prosody 13 at 20 ms RTT -> $OUT/login.md"
+	scripts/prosody13.sh stop
+	scripts/prosody13.sh start
+	started_prosody13=1
+	target/release/examples/login_latency --bosh-url "$BOSH13_URL" --delay-ms 10 -n 40 --pool 16 |
+		tee "$OUT/login.md"
+}
+
 step_throughput() {
 	log "throughput, layer vs raw client -> $OUT/throughput.{json,md}"
 	fresh_prosody
@@ -147,6 +169,7 @@ all)
 	step_browser
 	step_page
 	step_pool
+	step_login
 	step_throughput
 	step_criterion
 	log "done: results in $OUT"
@@ -157,10 +180,11 @@ browser) step_build && step_browser ;;
 plot) step_plot ;;
 page) step_build && step_page ;;
 pool) step_build && step_pool ;;
+login) step_build && step_login ;;
 throughput) step_build && step_throughput ;;
 criterion) step_build && step_criterion ;;
 *)
-	sed -n '2,27p' "$0" >&2
+	sed -n '2,29p' "$0" >&2
 	exit 2
 	;;
 esac

@@ -5,7 +5,6 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,11 +13,14 @@ use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::error::PrebindError;
 use crate::protocol::handshake::{
-    Handshake, HandshakeConfig, HandshakeError, PrebindSession, Step,
+    DeriveRequest, Handshake, HandshakeConfig, HandshakeError, PrebindSession, Step,
 };
+use crate::protocol::scram_cache::ScramCache;
+use crate::telemetry::{self, TerminateResult};
 use crate::transport::{BoshTransport, BoxError};
 
 /// Where and how the driver talks to the connection manager.
@@ -30,6 +32,14 @@ pub(crate) struct ClientSettings {
     pub(crate) max_response_body: usize,
     /// Permits for `terminate` requests in flight, shared by every clone.
     pub(crate) terminates: Arc<Semaphore>,
+    /// Where SCRAM salted passwords are cached across handshakes, if anywhere.
+    pub(crate) scram_cache: Option<Arc<ScramCache>>,
+    /// Run SCRAM's PBKDF2 on the task's own thread instead of
+    /// `spawn_blocking` (tests and benchmarks).
+    pub(crate) derive_inline: bool,
+    /// Derivations running at once on blocking threads: more than the
+    /// cores would only take CPU time from the runtime's workers.
+    pub(crate) derivations: Arc<tokio::sync::Semaphore>,
 }
 
 /// `terminate` requests in flight at once (abandoned handshakes, sessions
@@ -38,15 +48,61 @@ pub(crate) struct ClientSettings {
 /// 30 s): a flood of cancelled pages must not become a flood of tasks.
 pub(crate) const MAX_CONCURRENT_TERMINATES: usize = 32;
 
-/// Runs a whole handshake.
+/// Runs a whole handshake, in a `prebind` span (see `telemetry`) whose
+/// fields are recorded as they become known.
 pub(crate) async fn run<T: BoshTransport>(
+    transport: T,
+    settings: &ClientSettings,
+    config: HandshakeConfig,
+) -> Result<PrebindSession, PrebindError> {
+    let span = tracing::info_span!(
+        "prebind",
+        mechanism = tracing::field::Empty,
+        first_rid = tracing::field::Empty,
+        round_trips = tracing::field::Empty,
+        elapsed_ms = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        condition = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let mut progress = Progress::default();
+    let result = drive(transport, settings, config, &span, &mut progress)
+        .instrument(span.clone())
+        .await;
+    if !span.is_disabled() {
+        span.record("round_trips", progress.round_trips);
+        if let Some(mechanism) = progress.mechanism {
+            span.record("mechanism", mechanism);
+        }
+        span.record("elapsed_ms", started.elapsed().as_secs_f64() * 1e3);
+        match &result {
+            Ok(_) => span.record("outcome", "ok"),
+            Err(error) => span
+                .record("outcome", "error")
+                .record("condition", error.condition()),
+        };
+    }
+    result
+}
+
+/// What the span reports of a handshake, success or not.
+#[derive(Default)]
+struct Progress {
+    round_trips: u32,
+    mechanism: Option<&'static str>,
+}
+
+async fn drive<T: BoshTransport>(
     mut transport: T,
     settings: &ClientSettings,
     config: HandshakeConfig,
+    span: &tracing::Span,
+    progress: &mut Progress,
 ) -> Result<PrebindSession, PrebindError> {
     let started = Instant::now();
     let deadline = deadline_after(started, settings.handshake_timeout);
     let (mut handshake, mut body) = Handshake::start(config);
+    span.record("first_rid", handshake.last_rid());
     let mut abandoned = Abandoned {
         transport: Some(transport.clone()),
         settings: settings.clone(),
@@ -58,6 +114,9 @@ pub(crate) async fn run<T: BoshTransport>(
         // that must not be left half-made.
         abandoned.sid = handshake.sid().map(str::to_owned);
         abandoned.next_rid = handshake.last_rid() + 1;
+        let rid = handshake.last_rid();
+        tracing::trace!(rid, kind = telemetry::request_kind(&body), "sending");
+        progress.round_trips += 1;
         let request_deadline =
             deadline.min(deadline_after(Instant::now(), settings.request_timeout));
         let response =
@@ -70,27 +129,89 @@ pub(crate) async fn run<T: BoshTransport>(
                         PrebindError::Timeout("request timed out")
                     }
                 })??;
-        let step = handshake.receive(&response).inspect_err(|error| {
+        tracing::trace!(
+            rid,
+            kind = telemetry::response_kind(&response),
+            bytes = response.len(),
+            "received"
+        );
+        let mut step = handshake.receive(&response).inspect_err(|error| {
             if matches!(error, HandshakeError::Terminated { .. }) {
                 // The CM already ended it.
                 abandoned.sid = None;
             }
-        })?;
-        match step {
-            Step::Send(next) => body = next,
-            Step::Done(session) => {
-                abandoned.sid = None;
-                tracing::debug!(
-                    jid = %session.jid,
-                    mechanism = session.mechanism,
-                    round_trips = session.round_trips,
-                    elapsed_us = started.elapsed().as_micros() as u64,
-                    "prebind handshake done"
-                );
-                return Ok(session);
+        });
+        progress.mechanism = handshake.mechanism();
+        loop {
+            match step? {
+                Step::Send(next) => {
+                    body = next;
+                    break;
+                }
+                Step::Derive(request) => {
+                    tracing::trace!(
+                        mechanism = request.mechanism,
+                        iterations = request.iterations,
+                        inline = settings.derive_inline,
+                        "deriving the SCRAM salted password"
+                    );
+                    let salted = tokio::time::timeout_at(deadline, derive(settings, request))
+                        .await
+                        .map_err(|_| PrebindError::Timeout("handshake deadline exceeded"))??;
+                    step = handshake.derived(&salted);
+                }
+                Step::Done(session) => {
+                    abandoned.sid = None;
+                    tracing::debug!(
+                        jid = %session.jid,
+                        mechanism = session.mechanism,
+                        round_trips = session.round_trips,
+                        elapsed_us = started.elapsed().as_micros() as u64,
+                        "prebind handshake done"
+                    );
+                    return Ok(session);
+                }
             }
         }
     }
+}
+
+/// SCRAM's salted password (RFC 5802 §3): from the cache, else PBKDF2 on a
+/// blocking thread (`spawn_blocking`: never on a runtime worker, where up to
+/// [`MAX_SCRAM_ITERATIONS`](crate::handshake::MAX_SCRAM_ITERATIONS) HMACs
+/// would stall every other task on it), or inline when so configured.
+/// Concurrent cold logins of one account share one run (the cache is
+/// single-flight).
+async fn derive(
+    settings: &ClientSettings,
+    request: DeriveRequest,
+) -> Result<Arc<[u8]>, PrebindError> {
+    let inline = settings.derive_inline;
+    let permits = &settings.derivations;
+    let run = |request: DeriveRequest| async move {
+        if inline {
+            return Some(request.derive());
+        }
+        // Closed never: the semaphore lives in the settings.
+        let _permit = permits.acquire().await.ok()?;
+        match tokio::runtime::Handle::try_current() {
+            // Fails only if the runtime is shutting down.
+            Ok(runtime) => runtime.spawn_blocking(move || request.derive()).await.ok(),
+            Err(_) => Some(request.derive()),
+        }
+    };
+    let derived = match &settings.scram_cache {
+        Some(cache) => cache
+            .get_or_derive(&request, run(request.clone()))
+            .await
+            .map(|(salted, hit)| {
+                telemetry::scram_cache(hit);
+                tracing::trace!(cached = hit, "salted password ready");
+                salted
+            }),
+        None => run(request).await,
+    };
+    derived.ok_or(PrebindError::Timeout("the runtime is shutting down"))
 }
 
 /// Ends, best effort, a session whose handshake stopped before handing it
@@ -157,14 +278,11 @@ impl std::fmt::Debug for Unclaimed {
     }
 }
 
-/// Terminates sent and skipped (cap reached or no runtime), for logs.
-static TERMINATES_SENT: AtomicU64 = AtomicU64::new(0);
-static TERMINATES_SKIPPED: AtomicU64 = AtomicU64::new(0);
-
 /// One `terminate` request (XEP-0124 §12) for a session nobody will use,
 /// on a spawned task bounded by the request timeout, when a tokio runtime
 /// is there and fewer than [`MAX_CONCURRENT_TERMINATES`] are in flight;
-/// otherwise the session expires at the CM after its `inactivity`.
+/// otherwise the session expires at the CM after its `inactivity`. Each
+/// one, sent or skipped, is counted (`bosh_prebind_abandoned_terminates_total`).
 fn spawn_terminate<T: BoshTransport>(
     mut transport: T,
     settings: &ClientSettings,
@@ -181,10 +299,9 @@ fn spawn_terminate<T: BoshTransport>(
             ))
         });
     let Some((runtime, permit)) = permit else {
-        let skipped = TERMINATES_SKIPPED.fetch_add(1, Ordering::Relaxed) + 1;
+        telemetry::abandoned_terminate(TerminateResult::Skipped);
         tracing::debug!(
             why,
-            skipped,
             "session left to expire at the CM (no runtime, or {MAX_CONCURRENT_TERMINATES} terminates in flight)"
         );
         return;
@@ -194,13 +311,12 @@ fn spawn_terminate<T: BoshTransport>(
     runtime.spawn(async move {
         let ended = terminate(&mut transport, &settings, &sid, rid).await;
         drop(permit);
-        let total = TERMINATES_SENT.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::debug!(
-            why,
-            ended,
-            terminates = total,
-            "terminated a pre-bound session"
-        );
+        telemetry::abandoned_terminate(if ended {
+            TerminateResult::Ended
+        } else {
+            TerminateResult::Failed
+        });
+        tracing::debug!(why, ended, "terminated a pre-bound session");
     });
 }
 

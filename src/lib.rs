@@ -167,6 +167,7 @@ mod error;
 pub mod html;
 mod middleware;
 pub mod protocol;
+mod telemetry;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test_util;
@@ -198,6 +199,8 @@ pub use protocol::fast::FastToken;
 pub use protocol::handshake::PrebindSession;
 pub use protocol::sasl::SaslError;
 pub use protocol::scram_cache::ScramCache;
+pub use telemetry::names as metrics;
+pub use telemetry::{Outcome, PathKind};
 pub use transport::{BoshTransport, BoshUrl, BoxError};
 #[cfg(feature = "client")]
 pub use transport::{HttpTransport, http_transport};

@@ -17,11 +17,22 @@ use crate::middleware::pool::PoolLink;
 use crate::protocol::credentials::Credentials;
 use crate::protocol::fast::FastToken;
 use crate::protocol::scram_cache::ScramCache;
+use crate::telemetry::{OutageWarnings, OutcomeHook};
 
 /// Handshakes in progress at once, by default: well above what one CM
 /// serves (Prosody: about 1000 anonymous logins per second per core, a few
 /// milliseconds each), well below what would exhaust sockets.
 const DEFAULT_MAX_HANDSHAKES: usize = 256;
+
+/// At most one WARN per this interval for failed prebinds (CM down: every
+/// page view fails the same way).
+const DEFAULT_WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// SCRAM derivations at once on blocking threads, by default: one per core,
+/// so that a burst of cold logins leaves the runtime's workers their share.
+fn default_derivations() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
 
 /// Everything the middleware needs, shared by all its clones in one `Arc`.
 #[derive(Clone)]
@@ -52,11 +63,14 @@ pub(crate) struct Config {
     /// The identity of a fixed [`Credentials`] source: the only one the
     /// pool makes sessions for.
     pub(crate) pool_credentials: Option<Credentials>,
-    pub(crate) scram_cache: Option<Arc<ScramCache>>,
     /// SASL2 + Bind 2 where offered (else classic only).
     pub(crate) sasl2: bool,
     /// Told of every FAST token a login brings back.
     pub(crate) on_fast_token: Option<Arc<FastTokenHook>>,
+    /// Called with every prebind's outcome.
+    pub(crate) on_outcome: Option<Arc<OutcomeHook>>,
+    /// The WARN rate limit for failed prebinds, shared by every clone.
+    pub(crate) warnings: Arc<OutageWarnings>,
 }
 
 /// Receives the bare JID and the new FAST token of a login.
@@ -142,6 +156,9 @@ impl Config {
                 handshake_timeout: Duration::from_secs(10),
                 max_response_body: 64 * 1024,
                 terminates: Arc::new(Semaphore::new(crate::driver::MAX_CONCURRENT_TERMINATES)),
+                scram_cache: Some(Arc::new(ScramCache::new(1024))),
+                derive_inline: false,
+                derivations: Arc::new(Semaphore::new(default_derivations())),
             },
             prebind_path: "/prebind".to_owned(),
             allowed_domains: Vec::new(),
@@ -157,9 +174,10 @@ impl Config {
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
             pool: None,
             pool_credentials: None,
-            scram_cache: Some(Arc::new(ScramCache::new(1024))),
             sasl2: true,
             on_fast_token: None,
+            on_outcome: None,
+            warnings: Arc::new(OutageWarnings::new(DEFAULT_WARN_INTERVAL)),
             pages: Pages {
                 paths: Vec::new(),
                 prefixes: Vec::new(),

@@ -28,6 +28,7 @@ use crate::middleware::same_site::{
 };
 use crate::protocol::bosh::{NS_BIND, NS_CLIENT, NS_HTTPBIND, escape};
 use crate::protocol::handshake::PrebindSession;
+use crate::telemetry::{PathKind, report};
 use crate::transport::{BoshTransport, BoxError};
 
 /// The challenge of a `401` (no credentials for this request): the site's
@@ -56,22 +57,30 @@ where
     } else {
         Format::Json
     };
+    let started = tokio::time::Instant::now();
+    let path = if format == Format::Xml {
+        PathKind::Post
+    } else {
+        PathKind::Get
+    };
     let cors = allowed_cors_origin(request.headers(), &config.allowed_origins).cloned();
     if request.method() == Method::OPTIONS {
         if let Some(origin) = cors {
             return preflight(origin);
         }
     }
-    let mut response = match prebind(&config, transport, request).await {
+    let outcome = prebind(&config, transport, request).await;
+    report(
+        config.on_outcome.as_deref(),
+        &config.warnings,
+        &config.cm_for_logs(),
+        path,
+        outcome.as_ref(),
+        started.elapsed(),
+    );
+    let mut response = match outcome {
         Ok(session) => success(&config, format, &session),
-        Err(error) => {
-            if error.is_client_error() {
-                tracing::debug!(%error, "prebind refused");
-            } else {
-                tracing::warn!(%error, cm = %config.cm_for_logs(), "prebind failed");
-            }
-            failure(format, error)
-        }
+        Err(error) => failure(format, error),
     };
     if let Some(origin) = cors {
         allow_cors(response.headers_mut(), origin);

@@ -101,7 +101,6 @@ pub(crate) fn handshake_config(
     handshake.hold = clamp(asked.hold, 1, config.max_hold);
     handshake.lang.clone_from(&config.lang);
     handshake.route.clone_from(&config.route);
-    handshake.scram_cache.clone_from(&config.scram_cache);
     handshake.sasl2 = config.sasl2;
     handshake
 }

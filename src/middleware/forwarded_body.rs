@@ -88,6 +88,12 @@ impl Body for ForwardedBody {
                     return Poll::Ready(Some(Err(ForwardError::Stalled(*idle_timeout).into())));
                 };
                 if let Some(Ok(frame)) = &frame {
+                    if let Some(data) = frame.data_ref() {
+                        crate::telemetry::passthrough_bytes(
+                            crate::telemetry::Direction::FromCm,
+                            data.len(),
+                        );
+                    }
                     if let (Some(data), Some(left)) = (frame.data_ref(), remaining.as_mut()) {
                         let len = data.len() as u64;
                         if len > *left {

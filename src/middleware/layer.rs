@@ -324,7 +324,68 @@ impl<T> PrebindLayer<T> {
     /// cache off). A cached login skips the PBKDF2 run, by far the largest
     /// CPU cost of a SCRAM prebind; see [`ScramCache`].
     pub fn scram_cache(mut self, capacity: usize) -> Self {
-        self.config().scram_cache = (capacity > 0).then(|| Arc::new(ScramCache::new(capacity)));
+        self.config().client.scram_cache =
+            (capacity > 0).then(|| Arc::new(ScramCache::new(capacity)));
+        self
+    }
+
+    /// Uses this SCRAM cache, shared with other layers (and readable: its
+    /// [`hits`](ScramCache::hits) and [`misses`](ScramCache::misses)).
+    pub fn scram_cache_shared(mut self, cache: Arc<ScramCache>) -> Self {
+        self.config().client.scram_cache = Some(cache);
+        self
+    }
+
+    /// Runs SCRAM's PBKDF2 (up to
+    /// [`MAX_SCRAM_ITERATIONS`](crate::handshake::MAX_SCRAM_ITERATIONS)
+    /// HMACs, a few milliseconds at real servers' counts) on the request's
+    /// own task instead of a blocking thread (default `false`:
+    /// `tokio::task::spawn_blocking`, so a burst of cold logins never stalls
+    /// the runtime's workers). Inline suits tests, benchmarks and
+    /// current-thread runtimes that serve nothing else.
+    pub fn derive_inline(mut self, inline: bool) -> Self {
+        self.config().client.derive_inline = inline;
+        self
+    }
+
+    /// How many SCRAM derivations may run at once on blocking threads
+    /// (default: the number of cores; at least 1). The others wait their
+    /// turn without holding a thread: a burst of cold logins then takes as
+    /// long as the CPU needs, and the runtime's workers keep their share.
+    pub fn max_concurrent_derivations(mut self, limit: usize) -> Self {
+        self.config().client.derivations = Arc::new(Semaphore::new(limit.max(1)));
+        self
+    }
+
+    /// Calls `hook` with the [`Outcome`](crate::Outcome) of every prebind:
+    /// each request on the prebind path (refusals included) and each page
+    /// that got, or failed to get, a session. Runs on the request's task:
+    /// keep it short (count, log, sample).
+    ///
+    /// ```
+    /// # #[cfg(feature = "client")] {
+    /// use bosh_prebind::{Outcome, PrebindLayer};
+    ///
+    /// let layer = PrebindLayer::new("http://127.0.0.1:5280/http-bind".parse().unwrap())
+    ///     .on_outcome(|outcome: &Outcome<'_>| match outcome.result {
+    ///         Ok(session) => println!("{:?} {} in {:?}", outcome.path, session.jid, outcome.elapsed),
+    ///         Err(error) => println!("{:?} failed: {}", outcome.path, error.condition()),
+    ///     });
+    /// # }
+    /// ```
+    pub fn on_outcome<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&crate::Outcome<'_>) + Send + Sync + 'static,
+    {
+        self.config().on_outcome = Some(Arc::new(hook));
+        self
+    }
+
+    /// At most one WARN per `interval` for failed prebinds (default 10 s),
+    /// with the number left out since the last one; the others are logged
+    /// at DEBUG. When the CM is down, every page view fails the same way.
+    pub fn failure_warn_interval(mut self, interval: Duration) -> Self {
+        self.config().warnings = Arc::new(crate::telemetry::OutageWarnings::new(interval));
         self
     }
 

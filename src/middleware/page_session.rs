@@ -20,6 +20,7 @@ use crate::middleware::credentials_source::CredentialsFuture;
 use crate::middleware::establish::establish;
 use crate::middleware::prebind_request::PrebindRequest;
 use crate::protocol::credentials::Credentials;
+use crate::telemetry::{PathKind, report};
 use crate::transport::BoshTransport;
 
 /// Who a page's session is for: known when the request arrived, or still
@@ -60,6 +61,7 @@ pub(crate) fn page_snippet<T: BoshTransport>(
         if reuse {
             return Some(Snippet::unclaimed(reuse_snippet(&config, &credentials)));
         }
+        let started = tokio::time::Instant::now();
         let outcome = establish(
             &config,
             transport.clone(),
@@ -68,16 +70,17 @@ pub(crate) fn page_snippet<T: BoshTransport>(
             &PrebindRequest::default(),
         )
         .await;
+        report(
+            config.on_outcome.as_deref(),
+            &config.warnings,
+            &config.cm_for_logs(),
+            PathKind::Page,
+            outcome.as_ref(),
+            started.elapsed(),
+        );
         let json = match &outcome {
             Ok(session) => session_json(session, config.bosh_service_url()),
-            Err(error) => {
-                tracing::warn!(
-                    %error,
-                    cm = %config.cm_for_logs(),
-                    "prebind for a page failed; serving it with the error object"
-                );
-                error_json(error)
-            }
+            Err(error) => error_json(error),
         };
         let pages = &config.pages;
         let markup = match &pages.renderer {
@@ -103,10 +106,9 @@ pub(crate) fn page_snippet<T: BoshTransport>(
 /// for anonymous logins, as Strophe.js `restore(jid)` compares them).
 /// Always the default element: a custom renderer renders sessions.
 fn reuse_snippet(config: &Config, credentials: &Credentials) -> Bytes {
-    let jid = match credentials.secret() {
-        Some((localpart, _)) => format!("{localpart}@{}", credentials.domain()),
-        None => credentials.domain().to_owned(),
-    };
+    let jid = credentials
+        .bare_jid()
+        .unwrap_or_else(|| credentials.domain().to_owned());
     let json = JsonObject::new()
         .boolean("reuse", true)
         .string("jid", &jid)

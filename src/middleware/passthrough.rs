@@ -47,6 +47,7 @@ where
         Ok(Err(_)) => return terminate(StatusCode::BAD_REQUEST, "bad-request"),
         Err(_) => return terminate(StatusCode::REQUEST_TIMEOUT, "bad-request"),
     };
+    crate::telemetry::passthrough_bytes(crate::telemetry::Direction::ToCm, body.len());
     let mut outgoing = Request::new(Full::new(body));
     *outgoing.method_mut() = Method::POST;
     *outgoing.uri_mut() = config.client.bosh_url.clone();

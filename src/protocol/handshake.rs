@@ -13,12 +13,15 @@
 //! gives the next `<body/>` to POST, the finished [`PrebindSession`], or a
 //! typed [`HandshakeError`]. The driver (`client`) owns I/O and timeouts.
 //!
+//! SCRAM's key derivation (PBKDF2, up to [`MAX_SCRAM_ITERATIONS`]) is the one
+//! CPU-heavy step: it is handed out as [`Step::Derive`], and the caller runs
+//! it where blocking is fine and continues with [`Handshake::derived`].
+//!
 //! RIDs increase by exactly one per request (XEP-0124 §14.1). One request is
 //! in flight at a time, and the handshake ends with none held at the CM, so
 //! the browser can take over at [`PrebindSession::next_rid`].
 
 use std::fmt;
-use std::sync::Arc;
 
 use rand::Rng;
 
@@ -30,7 +33,9 @@ use crate::protocol::credentials::Credentials;
 use crate::protocol::fast::{FastToken, HT_SHA_256_NONE, HtExchange};
 use crate::protocol::sasl::{SaslError, SaslExchange};
 use crate::protocol::sasl2::{self, Authenticate};
-use crate::protocol::scram_cache::ScramCache;
+
+pub use crate::protocol::sasl::MAX_SCRAM_ITERATIONS;
+pub use crate::protocol::scram_cache::DeriveRequest;
 
 /// The largest RID a client may use: JavaScript clients keep it in a double
 /// (XEP-0124 §14.1 allows up to 2^53 - 1).
@@ -73,8 +78,6 @@ pub struct HandshakeConfig {
     pub lang: String,
     /// Optional `route` attribute (XEP-0124 §7.1).
     pub route: Option<String>,
-    /// Where SCRAM salted passwords are cached across handshakes, if anywhere.
-    pub scram_cache: Option<Arc<ScramCache>>,
     /// Log in with SASL2 + Bind 2 (XEP-0388, XEP-0386) when the server offers
     /// them (default `true`); `false` keeps to the classic login ("classic
     /// only", for servers whose SASL2 misbehaves). FAST tokens need SASL2.
@@ -92,7 +95,6 @@ impl HandshakeConfig {
             hold: 1,
             lang: "en".to_owned(),
             route: None,
-            scram_cache: None,
             sasl2: true,
         }
     }
@@ -171,6 +173,10 @@ impl fmt::Debug for PrebindSession {
 pub enum Step {
     /// POST this `<body/>` next.
     Send(String),
+    /// Run this SCRAM key derivation ([`DeriveRequest::derive`], or a cached
+    /// result), then call [`Handshake::derived`] with the salted password.
+    /// Nothing is in flight at the CM meanwhile.
+    Derive(DeriveRequest),
     /// The session is ready.
     Done(PrebindSession),
 }
@@ -280,6 +286,14 @@ enum Phase {
     Authenticating(SaslExchange),
     /// SASL2 (with Bind 2) running.
     Sasl2(Sasl2Auth),
+    /// SCRAM's server-first message received; waiting for the salted
+    /// password before answering it, in a classic `<response/>` or a SASL2
+    /// one (`sasl2`).
+    Deriving {
+        exchange: SaslExchange,
+        challenge: String,
+        sasl2: bool,
+    },
     /// Restart sent, waiting for the post-auth features.
     Restarted,
     /// Bind IQ sent.
@@ -400,6 +414,14 @@ impl Handshake {
             },
             Phase::Authenticating(mut exchange) => match response.sasl {
                 Some(SaslMessage::Challenge(data)) => {
+                    if let Some(request) = exchange.derivation(&data)? {
+                        self.phase = Phase::Deriving {
+                            exchange,
+                            challenge: data,
+                            sasl2: false,
+                        };
+                        return Ok(Step::Derive(request));
+                    }
                     let answer = exchange.challenge(&data)?;
                     self.phase = Phase::Authenticating(exchange);
                     Ok(self.send_payload(&answer))
@@ -497,8 +519,46 @@ impl Handshake {
                     )),
                 }
             }
+            Phase::Deriving { .. } => Err(HandshakeError::Unexpected(
+                "a response while no request was in flight",
+            )),
             Phase::Over => Err(HandshakeError::Finished),
         }
+    }
+
+    /// Continues after [`Step::Derive`] with the salted password
+    /// ([`DeriveRequest::derive`]'s result): answers the server-first message.
+    pub fn derived(&mut self, salted_password: &[u8]) -> Result<Step, HandshakeError> {
+        match std::mem::replace(&mut self.phase, Phase::Over) {
+            Phase::Deriving {
+                mut exchange,
+                challenge,
+                sasl2,
+            } => {
+                exchange.derived(salted_password)?;
+                if sasl2 {
+                    let answer = exchange.challenge_raw(&challenge)?;
+                    self.phase = Phase::Sasl2(Sasl2Auth::Sasl(exchange));
+                    Ok(self.send_payload(&sasl2::response(&answer)))
+                } else {
+                    let answer = exchange.challenge(&challenge)?;
+                    self.phase = Phase::Authenticating(exchange);
+                    Ok(self.send_payload(&answer))
+                }
+            }
+            Phase::Over => Err(HandshakeError::Finished),
+            other => {
+                self.phase = other;
+                Err(HandshakeError::Unexpected(
+                    "no key derivation was asked for",
+                ))
+            }
+        }
+    }
+
+    /// The SASL mechanism chosen, once the stream features came.
+    pub fn mechanism(&self) -> Option<&'static str> {
+        (!self.mechanism.is_empty()).then_some(self.mechanism)
     }
 
     fn authenticate(&mut self, features: &StreamFeatures) -> Result<Step, HandshakeError> {
@@ -526,11 +586,7 @@ impl Handshake {
             return Ok(self.send_payload(&auth));
         }
         if let Some(offer) = sasl2 {
-            match SaslExchange::start_raw(
-                &self.config.credentials,
-                &offer.mechanisms,
-                self.config.scram_cache.as_ref(),
-            ) {
+            match SaslExchange::start_raw(&self.config.credentials, &offer.mechanisms) {
                 Ok((exchange, initial)) => {
                     self.mechanism = exchange.mechanism();
                     let auth =
@@ -543,11 +599,7 @@ impl Handshake {
                 Err(other) => return Err(other.into()),
             }
         }
-        let (exchange, auth) = SaslExchange::start(
-            &self.config.credentials,
-            &features.mechanisms,
-            self.config.scram_cache.as_ref(),
-        )?;
+        let (exchange, auth) = SaslExchange::start(&self.config.credentials, &features.mechanisms)?;
         self.mechanism = exchange.mechanism();
         self.phase = Phase::Authenticating(exchange);
         Ok(self.send_payload(&auth))
@@ -596,6 +648,16 @@ impl Handshake {
     ) -> Result<Step, HandshakeError> {
         match (auth, message) {
             (Sasl2Auth::Sasl(mut exchange), Sasl2Message::Challenge(data)) => {
+                // SCRAM's server-first message: the key derivation is the
+                // caller's step, as in the classic exchange.
+                if let Some(request) = exchange.derivation(&data)? {
+                    self.phase = Phase::Deriving {
+                        exchange,
+                        challenge: data,
+                        sasl2: true,
+                    };
+                    return Ok(Step::Derive(request));
+                }
                 let answer = exchange.challenge_raw(&data)?;
                 self.phase = Phase::Sasl2(Sasl2Auth::Sasl(exchange));
                 Ok(self.send_payload(&sasl2::response(&answer)))
@@ -765,6 +827,18 @@ mod tests {
         match step {
             Ok(Step::Send(body)) => xml::parse(body.as_bytes()).unwrap(),
             other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    /// Runs a [`Step::Derive`] the way the driver does, then expects a
+    /// request; any other step must already be a request.
+    fn derive_then_send(
+        handshake: &mut Handshake,
+        step: Result<Step, HandshakeError>,
+    ) -> xml::Element {
+        match step {
+            Ok(Step::Derive(request)) => send(handshake.derived(&request.derive())),
+            other => send(other),
         }
     }
 
@@ -1143,14 +1217,15 @@ mod tests {
         let initial = &auth.child(bosh::NS_SASL2, "initial-response").unwrap().text;
         assert!(initial.starts_with("biwsbj1hbGljZSxy"), "{initial}");
         let (server, challenge) = ScramServer::first(initial);
-        let body = send(
-            handshake.receive(
-                p13_body(&format!(
-                    "<challenge xmlns='urn:xmpp:sasl:2'>{challenge}</challenge>"
-                ))
-                .as_bytes(),
-            ),
+        let step = handshake.receive(
+            p13_body(&format!(
+                "<challenge xmlns='urn:xmpp:sasl:2'>{challenge}</challenge>"
+            ))
+            .as_bytes(),
         );
+        // SASL2's SCRAM hands the PBKDF2 run to the caller as well.
+        assert!(matches!(step, Ok(Step::Derive(_))), "{step:?}");
+        let body = derive_then_send(&mut handshake, step);
         assert_eq!(rid(&body), 1078640859112);
         let response = body.child(bosh::NS_SASL2, "response").unwrap();
         let server_final = server.last(&response.text);
@@ -1178,14 +1253,13 @@ mod tests {
             .unwrap()
             .text;
         let (_, challenge) = ScramServer::first(initial);
-        send(
-            handshake.receive(
-                p13_body(&format!(
-                    "<challenge xmlns='urn:xmpp:sasl:2'>{challenge}</challenge>"
-                ))
-                .as_bytes(),
-            ),
+        let step = handshake.receive(
+            p13_body(&format!(
+                "<challenge xmlns='urn:xmpp:sasl:2'>{challenge}</challenge>"
+            ))
+            .as_bytes(),
         );
+        derive_then_send(&mut handshake, step);
         let forged = "<additional-data>dj1BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE9</additional-data>";
         assert!(matches!(
             handshake.receive(sasl2_success("alice@localhost/x", forged).as_bytes()),

@@ -221,23 +221,40 @@ impl Service<Request<Full<Bytes>>> for HeldTerminates {
 
 /// At most 32 terminates are in flight; beyond the cap a session is left
 /// to the CM's inactivity timeout (no task, no request), and once they
-/// are done the next one goes out again.
-#[tokio::test]
+/// are done the next one goes out again. Each is counted in
+/// `bosh_prebind_abandoned_terminates_total`, the skipped ones too.
+#[tokio::test(flavor = "current_thread")]
 async fn terminates_in_flight_are_capped() {
+    // The recorder of this thread (a current-thread runtime keeps every
+    // task on it).
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
     let cm = anonymous_cm().build();
     let transport = HeldTerminates {
         cm: cm.clone(),
         held: Arc::default(),
         release: Arc::new(tokio::sync::Semaphore::new(0)),
     };
+    // Each page is answered 404 once its session is finished (the renderer
+    // says so), so that every one has a session to end.
+    let finished = Arc::new(Notify::new());
+    let rendered = Arc::clone(&finished);
     let layer = PrebindLayer::with_transport(cm.url(), transport.clone())
         .credentials(anonymous())
-        .inject_path("/");
-    let service = layer.layer(service_fn(|_: Request<Full<Bytes>>| async {
-        Ok::<_, Infallible>(not_found())
+        .inject_path("/")
+        .render_snippet(move |ctx| {
+            rendered.notify_one();
+            ctx.json.to_owned()
+        });
+    let service = layer.layer(service_fn(move |_: Request<Full<Bytes>>| {
+        let finished = Arc::clone(&finished);
+        async move {
+            finished.notified().await;
+            Ok::<_, Infallible>(not_found())
+        }
     }));
-    // 40 pages whose sessions are ended: each answered 404 once its
-    // handshake is over or cancelled half-way; both are terminated.
+    // 40 pages whose finished sessions are ended.
     for _ in 0..40 {
         let answer = service.clone().oneshot(get("/")).await.unwrap();
         assert_eq!(answer.status(), StatusCode::NOT_FOUND);
@@ -257,6 +274,13 @@ async fn terminates_in_flight_are_capped() {
     no_tasks_left().await;
     assert_eq!(cm.terminations().len(), 33);
     assert_eq!(cm.violations(), Vec::<String>::new());
+    let scrape = metrics.render();
+    for line in [
+        r#"bosh_prebind_abandoned_terminates_total{result="ended"} 33"#,
+        r#"bosh_prebind_abandoned_terminates_total{result="skipped"} 8"#,
+    ] {
+        assert!(scrape.contains(line), "{line} missing from\n{scrape}");
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -14,10 +14,12 @@ mod common;
 mod harness;
 
 mod abandonment;
+mod derivation;
 mod edge_cases;
 mod faults;
 mod happy_paths;
 mod lifetime;
+mod observability;
 mod pages;
 mod passthrough;
 mod pool;

@@ -42,9 +42,10 @@ impl std::io::Write for ThreadCapture {
     }
 }
 
-/// Captures this thread's tracing output. A global subscriber at TRACE
-/// (installed once) rather than a scoped one: tests on other threads then
-/// cannot leave a callsite's interest cached as "never".
+/// Captures this thread's tracing output, span closings (with every field)
+/// included. A global subscriber at TRACE (installed once) rather than a
+/// scoped one: tests on other threads then cannot leave a callsite's
+/// interest cached as "never".
 pub(crate) fn capture_logs() -> Captured {
     static INSTALL: std::sync::Once = std::sync::Once::new();
     INSTALL.call_once(|| {
@@ -52,6 +53,7 @@ pub(crate) fn capture_logs() -> Captured {
             .with_max_level(tracing::Level::TRACE)
             .with_writer(|| ThreadCapture)
             .with_ansi(false)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
             .finish();
         tracing::subscriber::set_global_default(subscriber).unwrap();
     });
@@ -90,11 +92,26 @@ async fn scram_handshakes_log_no_password_sasl_data_or_sid() {
     payloads.extend(sasl_payloads(&failed_cm.requests()));
     assert_eq!(payloads.len(), 4, "two SCRAM exchanges, two messages each");
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("prebind handshake done"),
         "the success was logged: {logs}"
     );
+    // The span (closed with all its fields) and the step events are there,
+    // and are what is checked below.
+    for event in [
+        "prebind{",
+        "outcome=\"ok\"",
+        "outcome=\"error\" condition=\"not-authorized\"",
+        "mechanism=\"SCRAM-SHA-256\"",
+        "kind=\"sasl-auth\"",
+        "kind=\"sasl-challenge\"",
+        "kind=\"sasl-response\"",
+        "deriving the SCRAM salted password",
+        "salted password ready",
+    ] {
+        assert!(logs.contains(event), "{event} not logged: {logs}");
+    }
     assert!(
         logs.contains("not-authorized"),
         "the failure was logged: {logs}"

@@ -1,0 +1,410 @@
+//! Every way the layer logs in, side by side against one distant CM
+//! (docs/design.md §5): classic SASL, SASL2 + Bind 2 (XEP-0388, XEP-0386),
+//! a FAST token (XEP-0484) and the warm pool, for ANONYMOUS and SCRAM.
+//!
+//! The CM is a real Prosody 13 with prosody-modules' `mod_sasl2`,
+//! `mod_sasl2_bind2` and `mod_sasl2_fast` (`scripts/prosody13.sh`), behind
+//! the latency proxy of `perf/examples/latency_proxy.rs` (run in this
+//! process) adding `--delay-ms` (default 10) each way. One server per case
+//! over real HTTP/1.1 on loopback, each a layer answering `GET /prebind` and
+//! injecting into a ~100 KiB page at `/page`:
+//!
+//! | case | layer |
+//! |---|---|
+//! | classic | `sasl2(false)` |
+//! | SASL2 + Bind 2 | the default (SASL2 where offered) |
+//! | FAST (SCRAM row only) | a token asked for once with the password, then `Credentials::fast_token`, the newest token kept (`on_fast_token`) |
+//! | pool | `pool(--pool)`, default 16 (its sessions made with SASL2) |
+//!
+//! A hyper client on one keep-alive connection per server; `-n` rounds
+//! (default 40) after 5 warm-ups, one every `--pace-ms` (default 100); each
+//! round sends `GET /prebind` and `GET /page` to every server, the order
+//! rotating. Round trips per login come from each session's own count
+//! (`PrebindSession::round_trips`, through `on_outcome`); a pool hit makes
+//! none at request time.
+//!
+//! ```text
+//! scripts/prosody13.sh start
+//! cargo run --release -p perf --example login_latency -- --bosh-url http://127.0.0.1:5290/http-bind
+//! ```
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bosh_prebind::{Credentials, Outcome, PrebindLayer};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body::Body;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+#[allow(dead_code)] // its `main` is the proxy's own; `serve` is used here
+#[path = "latency_proxy.rs"]
+mod latency_proxy;
+
+const WARM_UP: usize = 5;
+/// The FAST token's user-agent id (XEP-0388 §2.3.1): one "device".
+const USER_AGENT_ID: &str = "c5b1e4a2-7a1f-4f3e-9a57-login-latency";
+
+/// A ~100 KiB page, `</head>` about 2 KiB in.
+fn page() -> Bytes {
+    let mut page = String::from(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>login</title>\n",
+    );
+    while page.len() < 2000 {
+        page.push_str("<meta name=\"x-build\" content=\"lorem ipsum dolor sit amet\">\n");
+    }
+    page.push_str("</head>\n<body>\n");
+    while page.len() < 100 << 10 {
+        page.push_str("<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do.</p>\n");
+    }
+    page.push_str("</body>\n</html>\n");
+    Bytes::from(page)
+}
+
+type AppService =
+    tower::util::BoxCloneService<Request<hyper::body::Incoming>, Response<Full<Bytes>>, Infallible>;
+
+fn app(page: Bytes) -> AppService {
+    tower::util::BoxCloneService::new(service_fn(move |_: Request<hyper::body::Incoming>| {
+        let page = page.clone();
+        async move {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+                    .body(Full::new(page))
+                    .unwrap(),
+            )
+        }
+    }))
+}
+
+/// Serves `service` on a fresh loopback port.
+async fn spawn_server<S, B>(service: S) -> SocketAddr
+where
+    S: Service<Request<hyper::body::Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: std::error::Error + Send + Sync + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let service = TowerToHyperService::new(service.clone());
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Client {
+    sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+}
+
+impl Client {
+    async fn connect(address: SocketAddr) -> Client {
+        let stream = TcpStream::connect(address).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        Client { sender }
+    }
+
+    /// GET `path`: the time to the last body byte, and whether a session
+    /// came with it.
+    async fn get(&mut self, path: &str) -> (Duration, bool) {
+        self.sender.ready().await.unwrap();
+        let request = Request::get(path)
+            .header(header::HOST, "127.0.0.1")
+            .body(Empty::new())
+            .unwrap();
+        let started = Instant::now();
+        let response = self.sender.send_request(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let elapsed = started.elapsed();
+        let text = String::from_utf8_lossy(&body);
+        (
+            elapsed,
+            status == StatusCode::OK && text.contains("\"sid\""),
+        )
+    }
+}
+
+fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut values = values.to_vec();
+    values.sort_by(f64::total_cmp);
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values[((values.len() - 1) as f64 * q).round() as usize]
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+/// The round trips of every login a layer made at request time, and its
+/// mechanism.
+#[derive(Default)]
+struct Logins {
+    round_trips: Vec<u32>,
+    mechanisms: Vec<&'static str>,
+}
+
+/// One case: its server's client, what its layer saw, and its times.
+struct Case {
+    login: &'static str,
+    name: &'static str,
+    client: Client,
+    logins: Arc<Mutex<Logins>>,
+    pool: Option<bosh_prebind::PoolHandle>,
+    times: [Vec<f64>; 2],
+    errors: usize,
+}
+
+async fn case(
+    cm: &http::Uri,
+    login: &'static str,
+    name: &'static str,
+    build: impl FnOnce(
+        PrebindLayer<bosh_prebind::HttpTransport>,
+    ) -> PrebindLayer<bosh_prebind::HttpTransport>,
+) -> Case {
+    let logins = Arc::new(Mutex::new(Logins::default()));
+    let seen = logins.clone();
+    let layer = build(
+        PrebindLayer::new(bosh_prebind::BoshUrl::try_from(cm.clone()).expect("a BOSH URL"))
+            .inject_path("/page")
+            .on_outcome(move |outcome: &Outcome<'_>| {
+                if let Ok(session) = outcome.result {
+                    let mut seen = seen.lock().unwrap();
+                    seen.round_trips.push(session.round_trips);
+                    seen.mechanisms.push(session.mechanism);
+                }
+            }),
+    );
+    let pool = Some(layer.pool_handle());
+    let client = Client::connect(spawn_server(layer.layer(app(page()))).await).await;
+    Case {
+        login,
+        name,
+        client,
+        logins,
+        pool,
+        times: [Vec::new(), Vec::new()],
+        errors: 0,
+    }
+}
+
+/// A FAST token for alice on `cm`: one password login that asks for it.
+async fn first_token(cm: &http::Uri) -> String {
+    let token = Arc::new(Mutex::new(None));
+    let kept = token.clone();
+    let layer = PrebindLayer::new(bosh_prebind::BoshUrl::try_from(cm.clone()).unwrap())
+        .credentials(
+            Credentials::account("alice@localhost", "secret-alice")
+                .unwrap()
+                .request_fast_token(USER_AGENT_ID),
+        )
+        .on_fast_token(move |_, new| *kept.lock().unwrap() = Some(new.token.clone()));
+    let service = layer.layer(service_fn(|_: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+    }));
+    let response = service
+        .oneshot(Request::get("/prebind").body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "the password login");
+    let token = token.lock().unwrap().clone();
+    token.expect("Prosody 13 with mod_sasl2_fast issues a token (is --bosh-url a Prosody 13?)")
+}
+
+const USAGE: &str = "usage: login_latency [--bosh-url URL (Prosody 13)] [--delay-ms MS (one way, 10)] [-n ROUNDS (40)] [--pool N (16)] [--pace-ms MS (100)]";
+
+#[tokio::main]
+async fn main() {
+    let mut bosh_url = "http://127.0.0.1:5290/http-bind".to_owned();
+    let (mut delay_ms, mut runs, mut pool, mut pace_ms) = (10u64, 40usize, 16usize, 100u64);
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().unwrap_or_else(|| panic!("{USAGE}"));
+        let number = || {
+            value
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("{flag}: a number"))
+        };
+        match flag.as_str() {
+            "--bosh-url" => bosh_url = value.clone(),
+            "--delay-ms" => delay_ms = number(),
+            "-n" => runs = number() as usize,
+            "--pool" => pool = number() as usize,
+            "--pace-ms" => pace_ms = number(),
+            _ => panic!("{USAGE}"),
+        }
+    }
+    let cm: http::Uri = bosh_url.parse().expect("--bosh-url: a URL");
+    let cm_address =
+        tokio::net::lookup_host(cm.authority().expect("--bosh-url: host:port").as_str())
+            .await
+            .expect("--bosh-url: the CM's address")
+            .next()
+            .expect("--bosh-url: the CM's address");
+    let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_address = proxy.local_addr().unwrap();
+    tokio::spawn(latency_proxy::serve(
+        proxy,
+        cm_address,
+        Duration::from_millis(delay_ms),
+    ));
+    let cm: http::Uri = format!(
+        "http://{proxy_address}{}",
+        cm.path_and_query().map_or("/", |p| p.as_str())
+    )
+    .parse()
+    .unwrap();
+
+    let anonymous = || Credentials::anonymous("anon.localhost");
+    let alice = || Credentials::account("alice@localhost", "secret-alice").unwrap();
+    // The newest FAST token, as a site would keep it in its database.
+    let token = Arc::new(Mutex::new(first_token(&cm).await));
+    let mut cases = vec![
+        case(&cm, "ANONYMOUS", "classic", |l| {
+            l.credentials(anonymous()).sasl2(false)
+        })
+        .await,
+        case(&cm, "ANONYMOUS", "SASL2 + Bind 2", |l| {
+            l.credentials(anonymous())
+        })
+        .await,
+        case(&cm, "ANONYMOUS", "pool", |l| {
+            l.credentials(anonymous()).pool(pool)
+        })
+        .await,
+        case(&cm, "SCRAM (alice)", "classic", |l| {
+            l.credentials(alice()).sasl2(false)
+        })
+        .await,
+        case(&cm, "SCRAM (alice)", "SASL2 + Bind 2", |l| {
+            l.credentials(alice())
+        })
+        .await,
+        case(&cm, "SCRAM (alice)", "FAST token", {
+            let (read, write) = (token.clone(), token.clone());
+            move |l| {
+                l.allow_domain("localhost")
+                    .credentials_fn(move |_| {
+                        let token = read.lock().unwrap().clone();
+                        async move {
+                            Credentials::fast_token("alice@localhost", token, USER_AGENT_ID).ok()
+                        }
+                    })
+                    .on_fast_token(move |_, new| *write.lock().unwrap() = new.token.clone())
+            }
+        })
+        .await,
+        case(&cm, "SCRAM (alice)", "pool", |l| {
+            l.credentials(alice()).pool(pool)
+        })
+        .await,
+    ];
+    for case in &mut cases {
+        if case.name != "pool" {
+            case.pool = None;
+        }
+    }
+    println!(
+        "CM {bosh_url} behind a proxy adding {delay_ms} ms each way ({} ms RTT); {runs} rounds after {WARM_UP} warm-ups, one every {pace_ms} ms; each round: GET /prebind and GET /page (100 KiB, injected) on every case's server, order rotating",
+        2 * delay_ms
+    );
+
+    let slots = cases.len() * 2;
+    let mut next = Instant::now();
+    let mut warm_logins = vec![0; cases.len()];
+    for round in 0..WARM_UP + runs {
+        if round == WARM_UP {
+            for (i, case) in cases.iter().enumerate() {
+                warm_logins[i] = case.logins.lock().unwrap().round_trips.len();
+            }
+        }
+        tokio::time::sleep_until(next.into()).await;
+        next += Duration::from_millis(pace_ms);
+        for k in 0..slots {
+            let slot = (k + round) % slots;
+            let (index, metric) = (slot / 2, slot % 2);
+            let path = if metric == 0 { "/prebind" } else { "/page" };
+            let case = &mut cases[index];
+            let (elapsed, ok) = case.client.get(path).await;
+            if !ok {
+                case.errors += 1;
+            }
+            if round >= WARM_UP {
+                case.times[metric].push(ms(elapsed));
+            }
+        }
+    }
+
+    println!();
+    println!(
+        "| login | method | `GET /prebind` median (p90) | page last byte median (p90) | round trips per login at request time | errors |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (i, case) in cases.iter().enumerate() {
+        let logins = case.logins.lock().unwrap();
+        let measured = &logins.round_trips[warm_logins[i]..];
+        let round_trips = match &case.pool {
+            Some(handle) => {
+                let stats = handle.stats();
+                format!(
+                    "0 for a pool hit ({} hits, {} misses in all)",
+                    stats.hits, stats.misses
+                )
+            }
+            None => {
+                let mut distinct: Vec<u32> = measured.to_vec();
+                distinct.sort_unstable();
+                distinct.dedup();
+                let mechanism = logins.mechanisms.last().copied().unwrap_or("?");
+                format!(
+                    "{} ({mechanism}, {} logins)",
+                    distinct
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    measured.len()
+                )
+            }
+        };
+        println!(
+            "| {} | {} | {:.2} ms ({:.2}) | {:.2} ms ({:.2}) | {round_trips} | {} |",
+            case.login,
+            case.name,
+            quantile(&case.times[0], 0.5),
+            quantile(&case.times[0], 0.9),
+            quantile(&case.times[1], 0.5),
+            quantile(&case.times[1], 0.9),
+            case.errors,
+        );
+    }
+    for case in &cases {
+        if let Some(handle) = &case.pool {
+            handle.shutdown().await;
+        }
+    }
+}
