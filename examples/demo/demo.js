@@ -113,8 +113,10 @@
     if (!stored) return prebind('no session kept in this tab');
     show('method', 're-attached to the session this tab kept (no new session)');
     const conn = connection(marker.bosh_service_url);
-    const resent = (stored.resend || []).map((xml) => resend(conn, xml));
-    const ready = () => ping(conn, 'reused', { attachRid: stored.rid, resent });
+    const ready = () => {
+      const resent = (stored.resend || []).map((xml) => resend(conn, xml));
+      ping(conn, 'reused', { attachRid: stored.rid, resent });
+    };
     try {
       conn.restore(marker.jid, onStatus(conn, 'reused', ready, prebind));
     } catch (error) {
