@@ -226,6 +226,9 @@ pub mod names {
     /// `result` (`ended`, `failed`, or `skipped`: the cap of terminates in
     /// flight was reached, the session expires at the CM).
     pub const ABANDONED_TERMINATES: &str = "bosh_prebind_abandoned_terminates_total";
+    /// Counter: injected pages that got the reuse marker instead of a new
+    /// session (`PrebindLayer::reuse_cookie`: the browser keeps its own).
+    pub const PAGE_REUSES: &str = "bosh_prebind_page_reuses_total";
     /// Counter: SCRAM logins whose salted password was cached (or derived
     /// by a concurrent login of the same account).
     pub const SCRAM_CACHE_HITS: &str = "bosh_prebind_scram_cache_hits_total";
@@ -262,6 +265,12 @@ pub(crate) fn handshake_finished(
 pub(crate) fn overloaded(path: PathKind) {
     #[cfg(feature = "metrics")]
     metrics::counter!(names::OVERLOADED, "path" => path.as_str()).increment(1);
+}
+
+/// Records a page given the reuse marker: [`names::PAGE_REUSES`].
+pub(crate) fn page_reuse() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(names::PAGE_REUSES).increment(1);
 }
 
 /// What became of a session nobody will use (half-made, or finished for a

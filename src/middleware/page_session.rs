@@ -59,6 +59,7 @@ pub(crate) fn page_snippet<T: BoshTransport>(
             }
         };
         if reuse {
+            crate::telemetry::page_reuse();
             return Some(Snippet::unclaimed(reuse_snippet(&config, &credentials)));
         }
         let started = tokio::time::Instant::now();

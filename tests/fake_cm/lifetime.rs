@@ -368,9 +368,12 @@ fn with_cookie(cookie: &'static str) -> Request<Full<Bytes>> {
 /// With `reuse_cookie`, a page view carrying the cookie costs no session:
 /// the snippet says `reuse` and who the kept session must belong to; the
 /// page is still uncacheable. Without the cookie (or with another one, or
-/// an empty value), a session as always.
-#[tokio::test]
+/// an empty value), a session as always. Reuses are counted.
+#[tokio::test(flavor = "current_thread")]
 async fn a_page_holding_a_live_session_gets_no_new_one() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
     let cm = anonymous_cm().build();
     let seen = Arc::new(Mutex::new(Vec::<HeaderMap>::new()));
     let service = layer(&cm)
@@ -389,6 +392,13 @@ async fn a_page_holding_a_live_session_gets_no_new_one() {
         assert_eq!(rest, PAGE_TEXT);
     }
     assert_eq!(cm.received(), 0, "no handshake");
+    assert!(
+        metrics
+            .render()
+            .contains("bosh_prebind_page_reuses_total 2"),
+        "{}",
+        metrics.render()
+    );
     for cookie in ["xmpp-prebind-live=", "other=1", "xmpp-prebind-live2=1"] {
         let page = text(
             service
