@@ -242,14 +242,7 @@ fn page(template: &str, options: &Options) -> String {
             ("xmpp-anonymous-domain", &options.anonymous_domain),
         ],
     );
-    // The reuse cookie's name, the same for the layer and the page's script
-    // (empty: reuse off, the script sets no cookie).
-    let default = r#"<meta name="xmpp-reuse-cookie" content="xmpp-prebind-live">"#;
-    let name = options.reuse_cookie.as_deref().unwrap_or_default();
-    page.replace(
-        default,
-        &format!(r#"<meta name="xmpp-reuse-cookie" content="{name}">"#),
-    )
+    reuse_meta(page, options)
 }
 
 /// The Converse page names the JID it is for, from the same credentials as
@@ -259,7 +252,18 @@ fn converse_page(options: &Options) -> String {
         .credentials
         .bare_jid()
         .unwrap_or_else(|| options.credentials.domain().to_owned());
-    fill_meta(CONVERSE_PAGE, &[("xmpp-jid", &jid)])
+    reuse_meta(fill_meta(CONVERSE_PAGE, &[("xmpp-jid", &jid)]), options)
+}
+
+/// The reuse cookie's name in the pages that have its `<meta>`, the same as
+/// the layer's (empty: reuse off, the page's script sets no cookie).
+fn reuse_meta(page: String, options: &Options) -> String {
+    let default = r#"<meta name="xmpp-reuse-cookie" content="xmpp-prebind-live">"#;
+    let name = options.reuse_cookie.as_deref().unwrap_or_default();
+    page.replace(
+        default,
+        &format!(r#"<meta name="xmpp-reuse-cookie" content="{name}">"#),
+    )
 }
 
 fn fill_meta(template: &str, metas: &[(&str, &String)]) -> String {

@@ -102,6 +102,20 @@ function releaseUnusedSession(snippet, boshUrl) {
     .catch(() => {}); // best effort: it expires at the CM anyway
 }
 
+/**
+ * Session reuse across page views (`PrebindLayer::reuse_cookie`): while Converse holds a
+ * live session, the tab's next navigation carries `cookie`, so the server sends the reuse
+ * marker instead of a new session and Converse restores from its keepalive store.
+ * (Converse's restore resumes at the next RID: unlike the Strophe demo page, it does not
+ * re-send a long-poll the browser aborted, XEP-0124 §14.3.)
+ */
+function keepAcrossPages(api, cookie) {
+  document.cookie = `${cookie}=; path=/; max-age=0`; // said once
+  addEventListener('beforeunload', () => { // before the next page's request goes out
+    if (api.connection.connected()) document.cookie = `${cookie}=1; path=/; max-age=10; samesite=strict`;
+  });
+}
+
 const xmlAttr = (value) => String(value).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/'/g, '&apos;');
 
 /**
@@ -111,9 +125,10 @@ const xmlAttr = (value) => String(value).replace(/&/g, '&amp;').replace(/</g, '&
  * (unless given) `bosh_service_url` (the snippet's, else '/http-bind') are set here. `onConnected({api, jid, method,
  * snippet})` runs once connected: `method` is 'injected' (attached to the injected
  * session), 'restored' (keepalive), 'prebind' (GET `fallback`) or 'reuse' (a reuse
- * marker, but nothing to restore: GET `fallback`).
+ * marker, but nothing to restore: GET `fallback`). `reuseCookie`: the reuse cookie's name,
+ * to keep the session across page views (see keepAcrossPages); none by default.
  */
-export async function startConverse(converse, settings, { snippet = injectedSnippet(), fallback = '/prebind', onConnected } = {}) {
+export async function startConverse(converse, settings, { snippet = injectedSnippet(), fallback = '/prebind', onConnected, reuseCookie } = {}) {
   const { jid, ...rest } = settings;
   if (jid) forgetOtherSessions(jid);
   const url = prebindUrl(snippet, fallback);
@@ -124,6 +139,7 @@ export async function startConverse(converse, settings, { snippet = injectedSnip
   converse.plugins.add('bosh-prebind', {
     initialize() {
       const { api } = this._converse;
+      if (reuseCookie) keepAcrossPages(api, reuseCookie);
       // A hook that runs after Converse's own login hook, which has restored a stored
       // session or sent its GET to prebind_url by now: from here on (reconnects) the
       // injected session is spent, so GET the fallback.
