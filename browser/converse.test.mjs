@@ -118,7 +118,8 @@ async function injectedSnippet(page) {
 }
 
 converseTest('Converse.js on an injected page: zero /prebind requests, one session per load, a reload restores', async (t) => {
-  const origin = await t.start('demo', 'demo', []);
+  // Without the reuse cookie: every load gets a session (the next test has it).
+  const origin = await t.start('demo', 'demo', ['--reuse-cookie', '']);
   const tab = await t.tab();
 
   const first = await measured(origin, tab, (page) => page.goto(`${origin}/converse.html`));
@@ -152,6 +153,26 @@ converseTest('Converse.js on an injected page: zero /prebind requests, one sessi
   assert.match(await probe.text(), /condition=['"]item-not-found['"]/, 'the unused session is gone at the CM');
   console.log(`converse injected: load 1 → ${first.sessions} session(s), ${first.prebindRequests} /prebind; `
     + `reload → ${reload.sessions} session(s) made (unused, terminated), ${reload.prebindRequests} /prebind, restored ${reload.result.jid}`);
+});
+
+converseTest('Converse.js with the reuse cookie: later loads get the reuse marker, no session, and restore', async (t) => {
+  const origin = await t.start('demo', 'demo', []);
+  const tab = await t.tab();
+  const first = await measured(origin, tab, (page) => page.goto(`${origin}/converse.html`));
+  assert.equal(first.result.method, 'injected');
+  assert.equal(first.sessions, 1);
+  const navigations = [(page) => page.reload(), (page) => page.goto(`${origin}/converse.html?n=2`), (page) => page.reload()];
+  for (const navigate of navigations) {
+    const load = await measured(origin, tab, navigate);
+    const marker = await injectedSnippet(tab.page);
+    assert.equal(marker.reuse, true, `the reuse marker, not a session: ${JSON.stringify(marker)}`);
+    assert.equal(load.result.method, 'restored');
+    assert.equal(load.result.jid, first.result.jid, 'the same session');
+    assert.equal(load.sessions, 0, 'no session made');
+    assert.equal(load.prebindRequests, 0);
+    assert.ok(!load.boshPosts.some((body) => body.includes("type='terminate'")), 'nothing to end');
+  }
+  console.log(`converse with reuse: load 1 → ${first.sessions} session; ${navigations.length} more loads → 0 sessions, restored ${first.result.jid}`);
 });
 
 converseTest('before: Converse with prebind_url = /prebind on an injected page makes two sessions per load', async (t) => {

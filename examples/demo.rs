@@ -34,6 +34,10 @@
 //! directory `/converse.html` loads (served at `/vendor/converse/`).
 //! `--pool N` [`BOSH_PREBIND_POOL`, default 0: none]: keep up to N sessions
 //! bound ahead of demand (the warm pool, README); Ctrl-C terminates them.
+//! `--reuse-cookie NAME` [`BOSH_PREBIND_REUSE_COOKIE`, default `xmpp-prebind-live`;
+//! empty: off]: session reuse across page views (README "Sessions across page
+//! views"): `/` keeps its session in sessionStorage and sets this cookie when
+//! the tab navigates, and the next page gets no new session but re-attaches.
 //!
 //! Observability: `RUST_LOG=bosh_prebind=trace` shows the `prebind` span and
 //! each BOSH step; `/metrics` serves the layer's counters and handshake
@@ -47,9 +51,10 @@
 //! normal anonymous login on `--domain`. `/converse.html` gets a session
 //! injected and hands it to Converse.js 14 (`converse-prebind.js`: a `blob:`
 //! `prebind_url`, zero round trips). Browsers reach the CM through
-//! `/http-bind` on this origin. `GET /stats` answers `{"handshakes":N}` (0 with `--pool`): the
-//! handshakes this demo started (one per session handed out or injected,
-//! whether used or not), for the browser tests.
+//! `/http-bind` on this origin. `GET /stats` answers `{"handshakes":N}`: the
+//! sessions this demo's requests created at the CM (session creation requests
+//! sent, whatever sent them: a page, `/prebind`, the warm pool, or a browser's
+//! own login through `/http-bind`), for the browser tests.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -61,8 +66,13 @@ use axum::response::Html;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use bosh_prebind::transport::HttpTransportBuilder;
-use bosh_prebind::{Credentials, CredentialsFuture, CredentialsSource, Outcome, PrebindLayer};
+use bosh_prebind::{Credentials, Outcome, PrebindLayer};
+use bytes::Bytes;
 use http::header;
+use http_body::Body;
+use http_body_util::Full;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
 
@@ -81,10 +91,12 @@ struct Options {
     strophe: std::path::PathBuf,
     converse: std::path::PathBuf,
     pool: usize,
+    /// The reuse cookie (`PrebindLayer::reuse_cookie`), `None`: off.
+    reuse_cookie: Option<String>,
 }
 
-const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL]... [--ca-file PEM] [--domain DOMAIN] [--jid JID --password PASSWORD] [--static-dir DIR] [--strophe PATH] [--converse DIR] [--pool N]";
-const FLAGS: [&str; 10] = [
+const USAGE: &str = "usage: demo [--listen ADDR] [--bosh-url URL]... [--ca-file PEM] [--domain DOMAIN] [--jid JID --password PASSWORD] [--static-dir DIR] [--strophe PATH] [--converse DIR] [--pool N] [--reuse-cookie NAME]";
+const FLAGS: [&str; 11] = [
     "listen",
     "bosh-url",
     "ca-file",
@@ -95,6 +107,7 @@ const FLAGS: [&str; 10] = [
     "strophe",
     "converse",
     "pool",
+    "reuse-cookie",
 ];
 /// The Strophe.js of the npm package `browser/` installs.
 const DEFAULT_STROPHE: &str = concat!(
@@ -120,6 +133,7 @@ fn options() -> Result<Options, String> {
         ("strophe", "BOSH_PREBIND_STROPHE"),
         ("converse", "BOSH_PREBIND_CONVERSE"),
         ("pool", "BOSH_PREBIND_POOL"),
+        ("reuse-cookie", "BOSH_PREBIND_REUSE_COOKIE"),
     ] {
         if let Ok(value) = std::env::var(var) {
             values.insert(flag.to_owned(), value);
@@ -202,6 +216,19 @@ fn options() -> Result<Options, String> {
     let pool = get("pool", "0")
         .parse()
         .map_err(|e| format!("--pool: {e}"))?;
+    let reuse_cookie =
+        Some(get("reuse-cookie", "xmpp-prebind-live")).filter(|name| !name.is_empty());
+    if let Some(name) = &reuse_cookie {
+        // RFC 6265 §4.1.1: a token; the page writes it into document.cookie.
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(format!(
+                "--reuse-cookie: {name:?} is not a plain cookie name"
+            ));
+        }
+    }
     Ok(Options {
         listen,
         bosh_urls,
@@ -213,6 +240,7 @@ fn options() -> Result<Options, String> {
         strophe,
         converse,
         pool,
+        reuse_cookie,
     })
 }
 
@@ -226,13 +254,14 @@ const STYLE: &str = include_str!("demo/demo.css");
 /// The pages name their XMPP domains in `<meta>` tags whose defaults (kept by a
 /// plain copy of the files) suit the test server; fill in this demo's.
 fn page(template: &str, options: &Options) -> String {
-    fill_meta(
+    let page = fill_meta(
         template,
         &[
             ("xmpp-domain", &options.session_domain),
             ("xmpp-anonymous-domain", &options.anonymous_domain),
         ],
-    )
+    );
+    reuse_meta(page, options)
 }
 
 /// The Converse page names the JID it is for, from the same credentials as
@@ -242,7 +271,18 @@ fn converse_page(options: &Options) -> String {
         .credentials
         .bare_jid()
         .unwrap_or_else(|| options.credentials.domain().to_owned());
-    fill_meta(CONVERSE_PAGE, &[("xmpp-jid", &jid)])
+    reuse_meta(fill_meta(CONVERSE_PAGE, &[("xmpp-jid", &jid)]), options)
+}
+
+/// The reuse cookie's name in the pages that have its `<meta>`, the same as
+/// the layer's (empty: reuse off, the page's script sets no cookie).
+fn reuse_meta(page: String, options: &Options) -> String {
+    let default = r#"<meta name="xmpp-reuse-cookie" content="xmpp-prebind-live">"#;
+    let name = options.reuse_cookie.as_deref().unwrap_or_default();
+    page.replace(
+        default,
+        &format!(r#"<meta name="xmpp-reuse-cookie" content="{name}">"#),
+    )
 }
 
 fn fill_meta(template: &str, metas: &[(&str, &String)]) -> String {
@@ -265,22 +305,40 @@ fn fill_meta(template: &str, metas: &[(&str, &String)]) -> String {
     page
 }
 
-/// The demo's credentials, counting each handshake they start (the layer asks
-/// a source once per prebind request or injected page, right before the
-/// handshake), for `GET /stats`.
-struct Counted {
-    credentials: Credentials,
-    handshakes: Arc<AtomicU64>,
+/// The demo's transport, counting the session creation requests (a `<body/>`
+/// without `sid`, XEP-0124 §7.1) it sends to the CM, for `GET /stats`: every
+/// session this demo made, whoever asked for it.
+#[derive(Clone)]
+struct CountSessions<T> {
+    inner: T,
+    created: Arc<AtomicU64>,
 }
 
-impl CredentialsSource for Counted {
-    fn credentials(&self, request: &http::request::Parts) -> CredentialsFuture {
-        self.handshakes.fetch_add(1, Ordering::Relaxed);
-        self.credentials.credentials(request)
+impl<T> tower::Service<http::Request<Full<Bytes>>> for CountSessions<T>
+where
+    T: tower::Service<http::Request<Full<Bytes>>>,
+{
+    type Response = T::Response;
+    type Error = T::Error;
+    type Future = T::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
     }
 
-    fn static_domains(&self) -> Vec<String> {
-        self.credentials.static_domains()
+    fn call(&mut self, request: http::Request<Full<Bytes>>) -> Self::Future {
+        let (parts, mut body) = request.into_parts();
+        // A `Full` body is ready at once.
+        let bytes = match Pin::new(&mut body).poll_frame(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+            _ => Bytes::new(),
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        if text.trim_start().starts_with("<body") && !text.contains("sid=") {
+            self.created.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner
+            .call(http::Request::from_parts(parts, Full::new(bytes)))
     }
 }
 
@@ -332,18 +390,20 @@ async fn main() -> ExitCode {
         };
     }
     let handshakes = Arc::new(AtomicU64::new(0));
-    // With several nodes, each session attaches at /http-bind/{node}.
-    let prebind = match PrebindLayer::cluster_with_transport(
-        options.bosh_urls.iter().cloned(),
-        transport.build(),
-    ) {
-        Ok(prebind) => prebind,
-        Err(error) => {
-            eprintln!("--bosh-url: {error}");
-            return ExitCode::from(2);
-        }
+    let transport = CountSessions {
+        inner: transport.build(),
+        created: handshakes.clone(),
     };
-    let prebind = prebind
+    // With several nodes, each session attaches at /http-bind/{node}.
+    let prebind =
+        match PrebindLayer::cluster_with_transport(options.bosh_urls.iter().cloned(), transport) {
+            Ok(prebind) => prebind,
+            Err(error) => {
+                eprintln!("--bosh-url: {error}");
+                return ExitCode::from(2);
+            }
+        };
+    let mut prebind = prebind
         .bosh_passthrough("/http-bind")
         .on_outcome(|outcome: &Outcome<'_>| match outcome.result {
             Ok(session) => tracing::info!(
@@ -362,18 +422,14 @@ async fn main() -> ExitCode {
                 "prebind outcome"
             ),
         });
-    // The warm pool serves a fixed `Credentials` only (a wrapper such as
-    // `Counted` is a per-request source to the layer): with --pool, /stats
-    // counts nothing.
+    if let Some(name) = &options.reuse_cookie {
+        prebind = prebind.reuse_cookie(name);
+    }
+    let prebind = prebind.credentials(options.credentials.clone());
     let prebind = if options.pool > 0 {
-        prebind
-            .credentials(options.credentials.clone())
-            .pool(options.pool)
+        prebind.pool(options.pool)
     } else {
-        prebind.credentials(Counted {
-            credentials: options.credentials.clone(),
-            handshakes: handshakes.clone(),
-        })
+        prebind
     };
     let stats = get(move || async move {
         (

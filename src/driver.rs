@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
@@ -19,7 +20,7 @@ use crate::protocol::handshake::{
     DeriveRequest, Handshake, HandshakeConfig, HandshakeError, PrebindSession, Step,
 };
 use crate::protocol::scram_cache::ScramCache;
-use crate::telemetry;
+use crate::telemetry::{self, TerminateResult};
 use crate::transport::{BoshTransport, BoxError};
 
 /// How the driver talks to a connection manager (which one is given per run).
@@ -28,6 +29,8 @@ pub(crate) struct ClientSettings {
     pub(crate) request_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_response_body: usize,
+    /// Permits for `terminate` requests in flight, shared by every clone.
+    pub(crate) terminates: Arc<Semaphore>,
     /// Where SCRAM salted passwords are cached across handshakes, if anywhere.
     pub(crate) scram_cache: Option<Arc<ScramCache>>,
     /// Run SCRAM's PBKDF2 on the task's own thread instead of
@@ -72,6 +75,12 @@ impl From<PrebindError> for Failure {
         Failure::Failed(error)
     }
 }
+
+/// `terminate` requests in flight at once (abandoned handshakes, sessions
+/// finished for pages that were not injected). Beyond it a session is left
+/// to the CM's inactivity timeout (XEP-0124 §8: Prosody 60 s, ejabberd
+/// 30 s): a flood of cancelled pages must not become a flood of tasks.
+pub(crate) const MAX_CONCURRENT_TERMINATES: usize = 32;
 
 /// Runs a whole handshake at the CM at `url`, to finish by `deadline`, in a
 /// `prebind` span (see `telemetry`) whose fields are recorded as they become
@@ -156,7 +165,8 @@ async fn drive<T: BoshTransport>(
         let rid = handshake.last_rid();
         tracing::trace!(rid, kind = telemetry::request_kind(&body), "sending");
         progress.round_trips += 1;
-        let request_deadline = deadline.min(Instant::now() + settings.request_timeout);
+        let request_deadline =
+            deadline.min(deadline_after(Instant::now(), settings.request_timeout));
         let answer =
             tokio::time::timeout_at(request_deadline, post(&mut transport, settings, url, body))
                 .await;
@@ -264,9 +274,7 @@ async fn derive(
 
 /// Ends, best effort, a session whose handshake stopped before handing it
 /// over: the caller went away (the response future or body was dropped) or
-/// the handshake failed on our side. One `terminate` request (XEP-0124 §12),
-/// on a spawned task bounded by the request timeout, when a tokio runtime is
-/// there; otherwise the session expires at the CM after its `inactivity`.
+/// the handshake failed on our side. See [`terminate`].
 struct Abandoned<T: BoshTransport> {
     transport: Option<T>,
     settings: ClientSettings,
@@ -279,21 +287,108 @@ struct Abandoned<T: BoshTransport> {
 
 impl<T: BoshTransport> Drop for Abandoned<T> {
     fn drop(&mut self) {
-        let (Some(sid), Some(mut transport)) = (self.sid.take(), self.transport.take()) else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let settings = self.settings.clone();
-        let url = self.url.clone();
-        let rid = self.next_rid;
-        runtime.spawn(async move {
-            let ended = terminate(&mut transport, &settings, &url, &sid, rid).await;
-            telemetry::abandoned_terminate(ended);
-            tracing::debug!(ended, "terminated an abandoned pre-bound session");
-        });
+        if let (Some(sid), Some(transport)) = (self.sid.take(), self.transport.take()) {
+            spawn_terminate(
+                transport,
+                &self.settings,
+                &self.url,
+                &sid,
+                self.next_rid,
+                "abandoned handshake",
+            );
+        }
     }
+}
+
+/// A finished session not yet handed to a browser: dropped unclaimed (the
+/// page it was made for was not injectable, or went away before the
+/// snippet was written), it is terminated like an abandoned handshake.
+pub(crate) struct Unclaimed(Option<Box<dyn FnOnce() + Send>>);
+
+impl Unclaimed {
+    pub(crate) fn new<T: BoshTransport>(
+        transport: T,
+        settings: &ClientSettings,
+        url: &Uri,
+        session: &PrebindSession,
+    ) -> Self {
+        let settings = settings.clone();
+        let url = url.clone();
+        let (sid, rid) = (session.sid.clone(), session.next_rid());
+        Unclaimed(Some(Box::new(move || {
+            spawn_terminate(
+                transport,
+                &settings,
+                &url,
+                &sid,
+                rid,
+                "session not handed over",
+            );
+        })))
+    }
+
+    /// The session reached the browser: nothing to end.
+    pub(crate) fn claim(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        if let Some(end) = self.0.take() {
+            end();
+        }
+    }
+}
+
+impl std::fmt::Debug for Unclaimed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Unclaimed")
+    }
+}
+
+/// One `terminate` request (XEP-0124 §12) for a session nobody will use,
+/// on a spawned task bounded by the request timeout, when a tokio runtime
+/// is there and fewer than [`MAX_CONCURRENT_TERMINATES`] are in flight;
+/// otherwise the session expires at the CM after its `inactivity`. Each
+/// one, sent or skipped, is counted (`bosh_prebind_abandoned_terminates_total`).
+fn spawn_terminate<T: BoshTransport>(
+    mut transport: T,
+    settings: &ClientSettings,
+    url: &Uri,
+    sid: &str,
+    rid: u64,
+    why: &'static str,
+) {
+    let permit = tokio::runtime::Handle::try_current()
+        .ok()
+        .and_then(|runtime| {
+            Some((
+                runtime,
+                Arc::clone(&settings.terminates).try_acquire_owned().ok()?,
+            ))
+        });
+    let Some((runtime, permit)) = permit else {
+        telemetry::abandoned_terminate(TerminateResult::Skipped);
+        tracing::debug!(
+            why,
+            "session left to expire at the CM (no runtime, or {MAX_CONCURRENT_TERMINATES} terminates in flight)"
+        );
+        return;
+    };
+    let settings = settings.clone();
+    let url = url.clone();
+    let sid = sid.to_owned();
+    runtime.spawn(async move {
+        let ended = terminate(&mut transport, &settings, &url, &sid, rid).await;
+        drop(permit);
+        telemetry::abandoned_terminate(if ended {
+            TerminateResult::Ended
+        } else {
+            TerminateResult::Failed
+        });
+        tracing::debug!(why, ended, "terminated a pre-bound session");
+    });
 }
 
 /// Sorts a failure: only one of the session-creation request, and only one
@@ -318,6 +413,14 @@ fn classify(creating: bool, error: PrebindError) -> Failure {
     } else {
         Failure::Failed(error)
     }
+}
+
+/// `now + timeout`, saturating: `Duration::MAX` (or any timeout past what
+/// `Instant` can hold) means "no deadline", not a panic. Like tokio's own
+/// `timeout`, far enough is 30 years.
+pub(crate) fn deadline_after(now: Instant, timeout: Duration) -> Instant {
+    const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+    now.checked_add(timeout.min(FAR_FUTURE)).unwrap_or(now)
 }
 
 /// Ends a session at the CM at `url` (XEP-0124 §12): one `type='terminate'` request

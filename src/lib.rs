@@ -74,8 +74,15 @@
 //! `Last-Modified` and get `Cache-Control: no-store`. `HEAD` gets the same
 //! headers without a handshake. For any other response on an injection route
 //! the handshake is **cancelled**: dropped mid-flight, and the half-made session
-//! gets one best-effort `terminate` (XEP-0124 §12); a session it had already
-//! finished is left to expire at the CM after its `inactivity`.
+//! gets one best-effort `terminate` (XEP-0124 §12); so does a session it had
+//! already finished (at most 32 in flight; beyond that it expires at the CM
+//! after its `inactivity`). UTF-16 pages are not written into.
+//!
+//! Across page views, with [`PrebindLayer::reuse_cookie`]: a page whose
+//! script keeps its session in `sessionStorage` sets that cookie when the tab
+//! navigates, and the next page gets `{"reuse":true,"jid":…,"bosh_service_url":…}`
+//! instead of a new session, then re-attaches to the one it kept (the README's
+//! "Sessions across page views" has the page side).
 //!
 //! [`inject_prefix`]: PrebindLayer::inject_prefix
 //! [`inject_when`]: PrebindLayer::inject_when
@@ -197,7 +204,8 @@ pub use html::snippet::SnippetContext;
 pub use middleware::body::PrebindBody;
 pub use middleware::cluster::{BoshNode, ClusterError};
 pub use middleware::credentials_source::{
-    CredentialsFn, CredentialsFuture, CredentialsSource, FromExtensions, FromExtensionsOr,
+    CredentialsFn, CredentialsFuture, CredentialsNow, CredentialsSource, FromExtensions,
+    FromExtensionsOr,
 };
 pub use middleware::future::ResponseFuture;
 pub use middleware::layer::PrebindLayer;

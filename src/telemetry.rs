@@ -221,9 +221,14 @@ pub mod names {
     /// Counter: prebinds refused because the handshake cap was reached
     /// (`503`), by `path`.
     pub const OVERLOADED: &str = "bosh_prebind_overloaded_total";
-    /// Counter: `terminate` requests for sessions abandoned half-made
-    /// (XEP-0124 §12), by `result` (`ended`, `failed`).
+    /// Counter: sessions abandoned half-made or finished for a page that
+    /// did not carry them, ended with a `terminate` (XEP-0124 §12), by
+    /// `result` (`ended`, `failed`, or `skipped`: the cap of terminates in
+    /// flight was reached, the session expires at the CM).
     pub const ABANDONED_TERMINATES: &str = "bosh_prebind_abandoned_terminates_total";
+    /// Counter: injected pages that got the reuse marker instead of a new
+    /// session (`PrebindLayer::reuse_cookie`: the browser keeps its own).
+    pub const PAGE_REUSES: &str = "bosh_prebind_page_reuses_total";
     /// Counter: SCRAM logins whose salted password was cached (or derived
     /// by a concurrent login of the same account).
     pub const SCRAM_CACHE_HITS: &str = "bosh_prebind_scram_cache_hits_total";
@@ -262,13 +267,38 @@ pub(crate) fn overloaded(path: PathKind) {
     metrics::counter!(names::OVERLOADED, "path" => path.as_str()).increment(1);
 }
 
-/// Records a `terminate` sent for an abandoned session (`ended`: the CM
-/// answered it): [`names::ABANDONED_TERMINATES`].
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub(crate) fn abandoned_terminate(ended: bool) {
+/// Records a page given the reuse marker: [`names::PAGE_REUSES`].
+pub(crate) fn page_reuse() {
     #[cfg(feature = "metrics")]
-    metrics::counter!(names::ABANDONED_TERMINATES, "result" => if ended { "ended" } else { "failed" })
-        .increment(1);
+    metrics::counter!(names::PAGE_REUSES).increment(1);
+}
+
+/// What became of a session nobody will use (half-made, or finished for a
+/// page that did not carry it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TerminateResult {
+    /// A `terminate` was sent and the CM answered it.
+    Ended,
+    /// A `terminate` was sent and failed.
+    Failed,
+    /// None sent (the cap of terminates in flight, or no runtime): the
+    /// session expires at the CM after its `inactivity`.
+    Skipped,
+}
+
+/// Records a session abandoned (`terminate` sent or skipped):
+/// [`names::ABANDONED_TERMINATES`].
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn abandoned_terminate(result: TerminateResult) {
+    #[cfg(feature = "metrics")]
+    {
+        let result = match result {
+            TerminateResult::Ended => "ended",
+            TerminateResult::Failed => "failed",
+            TerminateResult::Skipped => "skipped",
+        };
+        metrics::counter!(names::ABANDONED_TERMINATES, "result" => result).increment(1);
+    }
 }
 
 /// Records a SCRAM cache lookup: [`names::SCRAM_CACHE_HITS`] or

@@ -478,6 +478,40 @@ async fn injected_pages_name_their_node_too() {
     assert!(page.contains("\"bosh_service_url\":\"/bosh/1\""), "{page}");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_page_session_never_written_is_terminated_at_its_own_node() {
+    // A refuses: the page's session is made at B. The app then answers 404
+    // (not injectable), after the handshake finished: the session is ended
+    // at B, where it lives, not at A (the first node) nor anywhere else.
+    let nodes = Nodes::new(&[(A, Mode::Refused), (B, Mode::Up)]);
+    let layer = cluster_layer(&nodes, &[A, B]).inject_path("/");
+    let inner = service_fn(|_: Request<Full<Bytes>>| async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut response = Response::new(Full::new(Bytes::from_static(b"gone")));
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        Ok::<_, Infallible>(response)
+    });
+    let response = layer
+        .layer(inner)
+        .oneshot(Request::get("/").body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    drop(response.into_body().collect().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let terminations = |url: &str| {
+        nodes
+            .requests(url)
+            .into_iter()
+            .filter(|body| body.contains("type='terminate'"))
+            .collect::<Vec<_>>()
+    };
+    let at_b = terminations(B);
+    assert_eq!(at_b.len(), 1, "{:?}", nodes.requests(B));
+    assert!(at_b[0].contains("sid='sid-node-b'"), "{}", at_b[0]);
+    assert!(terminations(A).is_empty(), "{:?}", nodes.requests(A));
+}
+
 #[test]
 fn bad_lists_are_refused_with_a_clear_error() {
     let nodes = Nodes::default();

@@ -18,7 +18,10 @@
 // and Strophe then matches nothing). So for a domain, the `jid` setting is left out and
 // `forgetOtherSessions` does the check instead, before Converse starts.
 
-/** The injected snippet: a session, an error object, `{"reuse":true}`, or null if there is none. */
+/**
+ * The injected snippet: a session, an error object, a reuse marker
+ * (`{"reuse":true,"jid":…,"bosh_service_url":…}`, see isReuseSnippet), or null if there is none.
+ */
 export function injectedSnippet(id = 'xmpp-prebind') {
   const element = document.getElementById(id);
   if (!element) return null;
@@ -30,9 +33,12 @@ export function injectedSnippet(id = 'xmpp-prebind') {
 }
 
 /**
- * Session reuse across page views: the server injected no session because this browser
- * holds a live one from the page it navigated from, and Converse restores that one from
- * its keepalive store (sessionStorage). The only place that knows the reuse snippet.
+ * Session reuse across page views (`PrebindLayer::reuse_cookie`): the server injected no
+ * session because this browser said (the reuse cookie) it holds a live one from the page
+ * it navigated from, and Converse restores that one from its keepalive store
+ * (sessionStorage). The layer's marker is `{"reuse":true,"jid":…,"bosh_service_url":…}`
+ * (`jid`: the bare JID, or the domain for anonymous logins); only `reuse` is checked here.
+ * The only place here that knows the reuse snippet.
  */
 export function isReuseSnippet(snippet) {
   return snippet !== null && typeof snippet === 'object' && snippet.reuse === true;
@@ -96,6 +102,20 @@ function releaseUnusedSession(snippet, boshUrl) {
     .catch(() => {}); // best effort: it expires at the CM anyway
 }
 
+/**
+ * Session reuse across page views (`PrebindLayer::reuse_cookie`): while Converse holds a
+ * live session, the tab's next navigation carries `cookie`, so the server sends the reuse
+ * marker instead of a new session and Converse restores from its keepalive store.
+ * (Converse's restore resumes at the next RID: unlike the Strophe demo page, it does not
+ * re-send a long-poll the browser aborted, XEP-0124 §14.3.)
+ */
+function keepAcrossPages(api, cookie) {
+  document.cookie = `${cookie}=; path=/; max-age=0`; // said once
+  addEventListener('beforeunload', () => { // before the next page's request goes out
+    if (api.connection.connected()) document.cookie = `${cookie}=1; path=/; max-age=10; samesite=strict`;
+  });
+}
+
 const xmlAttr = (value) => String(value).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/'/g, '&apos;');
 
 /**
@@ -105,18 +125,21 @@ const xmlAttr = (value) => String(value).replace(/&/g, '&amp;').replace(/</g, '&
  * (unless given) `bosh_service_url` (the snippet's, else '/http-bind') are set here. `onConnected({api, jid, method,
  * snippet})` runs once connected: `method` is 'injected' (attached to the injected
  * session), 'restored' (keepalive), 'prebind' (GET `fallback`) or 'reuse' (a reuse
- * marker, but nothing to restore: GET `fallback`).
+ * marker, but nothing to restore: GET `fallback`). `reuseCookie`: the reuse cookie's name,
+ * to keep the session across page views (see keepAcrossPages); none by default.
  */
-export async function startConverse(converse, settings, { snippet = injectedSnippet(), fallback = '/prebind', onConnected } = {}) {
+export async function startConverse(converse, settings, { snippet = injectedSnippet(), fallback = '/prebind', onConnected, reuseCookie } = {}) {
   const { jid, ...rest } = settings;
   if (jid) forgetOtherSessions(jid);
   const url = prebindUrl(snippet, fallback);
-  const boshUrl = isSession(snippet) ? snippet.bosh_service_url : '/http-bind';
+  // Sessions and reuse markers both carry the layer's bosh_service_url.
+  const boshUrl = typeof snippet?.bosh_service_url === 'string' ? snippet.bosh_service_url : '/http-bind';
   let method = url !== fallback ? 'injected' : isReuseSnippet(snippet) ? 'reuse' : 'prebind';
   let reported = false;
   converse.plugins.add('bosh-prebind', {
     initialize() {
       const { api } = this._converse;
+      if (reuseCookie) keepAcrossPages(api, reuseCookie);
       // A hook that runs after Converse's own login hook, which has restored a stored
       // session or sent its GET to prebind_url by now: from here on (reconnects) the
       // injected session is spent, so GET the fallback.

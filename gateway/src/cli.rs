@@ -140,6 +140,13 @@ pub(crate) struct Args {
     #[arg(long, env = "BOSH_PREBIND_POOL", value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     pool: u64,
 
+    /// Session reuse across page views: a page request carrying this cookie
+    /// (set by the page's script when the tab navigates while it holds a
+    /// live session) gets `{"reuse":true,…}` instead of a new session. Off
+    /// unless given: every script on the injected pages must understand it.
+    #[arg(long, env = "BOSH_PREBIND_REUSE_COOKIE", value_name = "NAME", value_parser = cookie_name)]
+    reuse_cookie: Option<String>,
+
     /// Time to the response head of any request, in seconds (504 after it).
     /// Must exceed a held BOSH request: 59 s plus --request-timeout.
     #[arg(long, env = "BOSH_PREBIND_RESPONSE_TIMEOUT", value_name = "SECS", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -176,9 +183,25 @@ pub(crate) struct Config {
     pub(crate) max_handshakes: usize,
     /// The warm pool's largest size (0: none).
     pub(crate) pool: usize,
+    /// The reuse cookie's name, if reuse is on.
+    pub(crate) reuse_cookie: Option<String>,
     pub(crate) response_timeout: Duration,
     pub(crate) upstream_connect_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
+}
+
+/// A cookie name (RFC 6265 §4.1.1: a token), kept to letters, digits, `-`,
+/// `_` and `.` so that page scripts can write it as is.
+fn cookie_name(name: &str) -> Result<String, String> {
+    if !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        Ok(name.to_owned())
+    } else {
+        Err(format!("{name:?}: letters, digits, '-', '_' and '.' only"))
+    }
 }
 
 impl Args {
@@ -241,6 +264,7 @@ impl Args {
             handshake_timeout: Duration::from_secs(self.handshake_timeout),
             max_handshakes: usize::try_from(self.max_handshakes).unwrap_or(usize::MAX),
             pool: usize::try_from(self.pool).unwrap_or(usize::MAX),
+            reuse_cookie: self.reuse_cookie,
             response_timeout: Duration::from_secs(self.response_timeout),
             upstream_connect_timeout: Duration::from_secs(self.upstream_connect_timeout),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
@@ -348,6 +372,26 @@ mod tests {
         );
         assert_eq!(config.response_timeout, Duration::from_secs(75));
         assert_eq!(config.pool, 0, "no pool unless asked for");
+    }
+
+    #[test]
+    fn reuse_cookie() {
+        let config = parse(&["--upstream", "http://127.0.0.1:8000"]).unwrap();
+        assert_eq!(config.reuse_cookie, None, "off unless asked for");
+        let config = parse(&[
+            "--upstream",
+            "http://127.0.0.1:8000",
+            "--reuse-cookie",
+            "xmpp-prebind-live",
+        ])
+        .unwrap();
+        assert_eq!(config.reuse_cookie.as_deref(), Some("xmpp-prebind-live"));
+        for bad in ["", "a=b", "a;b", "a b"] {
+            assert!(
+                parse(&["--upstream", "http://127.0.0.1:8000", "--reuse-cookie", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub(crate) fn gateway(config: &Config) -> (Gateway, PoolHandle) {
                 .any(|p| head.uri.path().starts_with(p.as_str()))
                 && is_page_load(head)
         });
+    let prebind = match &config.reuse_cookie {
+        Some(name) => prebind.reuse_cookie(name),
+        None => prebind,
+    };
     let pool = prebind.pool_handle();
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(config.upstream_connect_timeout));

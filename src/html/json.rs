@@ -56,6 +56,12 @@ impl JsonObject {
         self
     }
 
+    pub(crate) fn boolean(mut self, key: &str, value: bool) -> Self {
+        self.key(key);
+        self.out.push_str(if value { "true" } else { "false" });
+        self
+    }
+
     pub(crate) fn finish(mut self) -> String {
         self.out.push('}');
         self.out

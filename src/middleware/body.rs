@@ -47,6 +47,63 @@ struct Injector {
     trailers: Option<HeaderMap>,
     /// Scratch space for the scanner's output.
     out: Vec<Bytes>,
+    /// Whether the page's first bytes were checked for a UTF-16 byte order
+    /// mark.
+    bom: Bom,
+}
+
+/// The byte order mark check of a page's first two bytes: a page that
+/// starts with `FF FE` or `FE FF` is UTF-16 whatever its header says
+/// (WHATWG Encoding, "BOM sniff"), and a UTF-8 snippet in it would be
+/// garbage; it is served as is and its handshake dropped.
+#[derive(Debug)]
+enum Bom {
+    Unchecked,
+    /// The first chunk had one byte.
+    Pending(u8),
+    Checked,
+}
+
+enum Sniffed {
+    /// Not enough bytes yet.
+    Wait,
+    Utf16(Bytes),
+    Text(Bytes),
+}
+
+impl Bom {
+    fn sniff(&mut self, data: Bytes) -> Sniffed {
+        let data = match std::mem::replace(self, Bom::Checked) {
+            Bom::Checked => return Sniffed::Text(data),
+            Bom::Unchecked => data,
+            Bom::Pending(first) => {
+                let mut joined = Vec::with_capacity(data.len() + 1);
+                joined.push(first);
+                joined.extend_from_slice(&data);
+                Bytes::from(joined)
+            }
+        };
+        match *data {
+            [] => {
+                *self = Bom::Unchecked;
+                Sniffed::Wait
+            }
+            [first] => {
+                *self = Bom::Pending(first);
+                Sniffed::Wait
+            }
+            [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..] => Sniffed::Utf16(data),
+            _ => Sniffed::Text(data),
+        }
+    }
+
+    /// The byte held back when the page ended after it.
+    fn take_pending(&mut self) -> Option<Bytes> {
+        match std::mem::replace(self, Bom::Checked) {
+            Bom::Pending(byte) => Some(Bytes::copy_from_slice(&[byte])),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -92,6 +149,7 @@ impl<B> PrebindBody<B> {
                     phase: Phase::Scanning,
                     trailers: None,
                     out: Vec::new(),
+                    bom: Bom::Unchecked,
                 },
             },
         }
@@ -163,6 +221,18 @@ where
                     Phase::Scanning => match ready!(body.as_mut().poll_frame(cx)) {
                         Some(Ok(frame)) => match frame.into_data() {
                             Ok(data) => {
+                                let data = match injector.bom.sniff(data) {
+                                    Sniffed::Wait => continue,
+                                    Sniffed::Text(data) => data,
+                                    Sniffed::Utf16(data) => {
+                                        // Served as is; dropping the snippet
+                                        // cancels (or ends) its session.
+                                        injector.snippet = PendingSnippet::Taken;
+                                        injector.queue.push_back(data);
+                                        injector.phase = Phase::Passthrough;
+                                        continue;
+                                    }
+                                };
                                 let scan = injector.scanner.feed(data, &mut injector.out);
                                 injector.queue.extend(injector.out.drain(..));
                                 if let Scan::Found { held, rest } = scan {
@@ -239,6 +309,10 @@ where
 
 /// The page ended without an insertion point: the snippet goes at the end.
 fn end_of_page(injector: &mut Injector) {
+    if let Some(byte) = injector.bom.take_pending() {
+        // A one-byte page: no insertion point in it, the snippet goes after.
+        let _ = injector.scanner.feed(byte, &mut injector.out);
+    }
     injector.scanner.finish(&mut injector.out);
     injector.queue.extend(injector.out.drain(..));
     injector.phase = Phase::AwaitSnippet {

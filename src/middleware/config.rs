@@ -107,6 +107,9 @@ pub(crate) struct Pages {
     pub(crate) marker_only: bool,
     pub(crate) element_id: String,
     pub(crate) renderer: Option<Arc<Renderer>>,
+    /// The cookie by which a page's script says it holds a live session
+    /// (no handshake then); off by default.
+    pub(crate) reuse_cookie: Option<String>,
 }
 
 /// Decides whether a request's page gets a session.
@@ -116,6 +119,22 @@ impl Pages {
     /// True when no route is configured: the fast path skips everything.
     pub(crate) fn is_empty(&self) -> bool {
         self.paths.is_empty() && self.prefixes.is_empty() && self.predicate.is_none()
+    }
+
+    /// True when the request carries the reuse cookie (any value but empty).
+    pub(crate) fn asks_reuse(&self, headers: &http::HeaderMap) -> bool {
+        let Some(name) = self.reuse_cookie.as_deref() else {
+            return false;
+        };
+        // RFC 6265 §5.4: `name=value` pairs separated by `; `, possibly
+        // over several Cookie fields (HTTP/2).
+        headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .any(|(n, v)| n == name && !v.trim_matches('"').is_empty())
     }
 
     /// Matches by path alone (the predicate needs the request head).
@@ -141,6 +160,7 @@ impl Config {
                 request_timeout: Duration::from_secs(5),
                 handshake_timeout: Duration::from_secs(10),
                 max_response_body: 64 * 1024,
+                terminates: Arc::new(Semaphore::new(crate::driver::MAX_CONCURRENT_TERMINATES)),
                 scram_cache: Some(Arc::new(ScramCache::new(1024))),
                 derive_inline: false,
                 derivations: Arc::new(Semaphore::new(default_derivations())),
@@ -171,6 +191,7 @@ impl Config {
                 marker_only: false,
                 element_id: "xmpp-prebind".to_owned(),
                 renderer: None,
+                reuse_cookie: None,
             },
         };
         config.refresh_browser_urls();

@@ -21,12 +21,39 @@ use crate::protocol::credentials::Credentials;
 /// The future a [`CredentialsSource`] returns.
 pub type CredentialsFuture = Pin<Box<dyn Future<Output = Option<Credentials>> + Send + 'static>>;
 
+/// What a [`CredentialsSource`] can tell at once, without awaiting anything
+/// ([`CredentialsSource::credentials_now`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CredentialsNow {
+    /// These credentials.
+    Found(Credentials),
+    /// Nobody to log in: a page is then passed through untouched, request
+    /// and response alike.
+    Nobody,
+    /// Only the async [`CredentialsSource::credentials`] can tell.
+    Later,
+}
+
 /// Decides, per request, who the pre-bound session logs in as.
 pub trait CredentialsSource: Send + Sync + 'static {
     /// The credentials for this request, or `None` when there is nobody to log
     /// in (the prebind path then answers `401`). Takes the request head only;
     /// the returned future must own what it needs.
     fn credentials(&self, request: &Parts) -> CredentialsFuture;
+
+    /// The answer, when the source knows it without awaiting anything (the
+    /// default: [`CredentialsNow::Later`]). On an injected route the layer
+    /// asks this first: a page with nobody to log in is then not touched at
+    /// all (every request and response header and byte kept), and a known
+    /// identity skips a boxed future. A source answering `Later` gets its
+    /// pages prepared for injection (validators stripped from the request)
+    /// before it has answered; with nobody, such a page is served as the
+    /// app made it, minus what the request lost.
+    fn credentials_now(&self, request: &Parts) -> CredentialsNow {
+        let _ = request;
+        CredentialsNow::Later
+    }
 
     /// The domains this source can produce without looking at a request, added
     /// to the allow-list automatically.
@@ -39,6 +66,10 @@ pub trait CredentialsSource: Send + Sync + 'static {
 impl CredentialsSource for Credentials {
     fn credentials(&self, _request: &Parts) -> CredentialsFuture {
         Box::pin(ready(Some(self.clone())))
+    }
+
+    fn credentials_now(&self, _request: &Parts) -> CredentialsNow {
+        CredentialsNow::Found(self.clone())
     }
 
     fn static_domains(&self) -> Vec<String> {
@@ -57,6 +88,13 @@ pub struct FromExtensions;
 impl CredentialsSource for FromExtensions {
     fn credentials(&self, request: &Parts) -> CredentialsFuture {
         Box::pin(ready(request.extensions.get::<Credentials>().cloned()))
+    }
+
+    fn credentials_now(&self, request: &Parts) -> CredentialsNow {
+        match request.extensions.get::<Credentials>() {
+            Some(credentials) => CredentialsNow::Found(credentials.clone()),
+            None => CredentialsNow::Nobody,
+        }
     }
 }
 
@@ -89,6 +127,14 @@ impl CredentialsSource for FromExtensionsOr {
             .get::<Credentials>()
             .unwrap_or(&self.fallback);
         Box::pin(ready(Some(credentials.clone())))
+    }
+
+    fn credentials_now(&self, request: &Parts) -> CredentialsNow {
+        let credentials = request
+            .extensions
+            .get::<Credentials>()
+            .unwrap_or(&self.fallback);
+        CredentialsNow::Found(credentials.clone())
     }
 
     fn static_domains(&self) -> Vec<String> {
@@ -124,6 +170,10 @@ pub(crate) struct NoCredentials;
 impl CredentialsSource for NoCredentials {
     fn credentials(&self, _request: &Parts) -> CredentialsFuture {
         Box::pin(ready(None))
+    }
+
+    fn credentials_now(&self, _request: &Parts) -> CredentialsNow {
+        CredentialsNow::Nobody
     }
 }
 

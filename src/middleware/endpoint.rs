@@ -31,6 +31,10 @@ use crate::protocol::handshake::PrebindSession;
 use crate::telemetry::{PathKind, report};
 use crate::transport::{BoshTransport, BoxError};
 
+/// The challenge of a `401` (no credentials for this request): the site's
+/// own login is what is missing (RFC 9110 §11.6.1 requires a challenge).
+pub(crate) const WWW_AUTHENTICATE: &str = "XMPP-Prebind realm=\"xmpp-prebind\"";
+
 /// The answer format follows the request: XML for POST, JSON otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -240,6 +244,16 @@ fn failure(format: Format, error: PrebindError) -> Response<Full<Bytes>> {
         }
         PrebindError::Overloaded => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        PrebindError::NoCredentials => {
+            // RFC 9110 §11.6.1: a 401 carries a challenge. What is missing
+            // is the site's own login (its cookie or session), not an HTTP
+            // credential: a scheme of our own, which no browser answers with
+            // a login dialog.
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(WWW_AUTHENTICATE),
+            );
         }
         _ => {}
     }

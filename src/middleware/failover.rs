@@ -21,7 +21,7 @@ pub(crate) async fn open<T: BoshTransport>(
     transport: T,
     handshake: HandshakeConfig,
 ) -> Result<(PrebindSession, usize), PrebindError> {
-    let deadline = Instant::now() + settings.handshake_timeout;
+    let deadline = driver::deadline_after(Instant::now(), settings.handshake_timeout);
     if cluster.len() == 1 {
         let url = &cluster.node(0).url;
         return driver::run(transport, settings, url, handshake, deadline)

@@ -101,7 +101,8 @@ impl Body for ForwardedBody {
                         }
                         *left -= len;
                     }
-                    idle.as_mut().reset(Instant::now() + *idle_timeout);
+                    idle.as_mut()
+                        .reset(crate::driver::deadline_after(Instant::now(), *idle_timeout));
                 }
                 Poll::Ready(frame)
             }

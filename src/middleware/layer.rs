@@ -571,6 +571,22 @@ impl<T> PrebindLayer<T> {
         self
     }
 
+    /// Lets pages keep their session across page views (off by default):
+    /// a request carrying the cookie `name` (set by the page's own script
+    /// when the tab navigates while it holds a live session kept in
+    /// `sessionStorage`, see the README's "Sessions across page views")
+    /// gets no new session but
+    /// `{"reuse":true,"jid":…,"bosh_service_url":…}` in the snippet (always
+    /// the default element), and the page restores the session it keeps.
+    /// The cookie carries no session: a forged one only costs its sender
+    /// their own injection (their page then asks `GET` the prebind path).
+    /// Off by default because every page script on the injected routes
+    /// must understand `{"reuse":true}`.
+    pub fn reuse_cookie(mut self, name: impl Into<String>) -> Self {
+        self.config().pages.reuse_cookie = Some(name.into());
+        self
+    }
+
     /// Renders the injected markup yourself (the default is a
     /// `<script type="application/json">` element). Whatever you return is
     /// inserted verbatim: escape what you interpolate.

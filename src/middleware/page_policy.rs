@@ -24,20 +24,37 @@ pub(crate) fn strip_request_validators(headers: &mut HeaderMap) {
     }
 }
 
-/// A complete, uncompressed HTML document.
+/// A complete, uncompressed HTML document in an ASCII-compatible charset
+/// (the snippet is UTF-8: a UTF-16 page would show it as garbage and lose
+/// it; a page whose body starts with a UTF-16 byte order mark is caught by
+/// the body).
 pub(crate) fn is_injectable<B>(response: &Response<B>) -> bool {
     let headers = response.headers();
-    let html = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
+        .unwrap_or_default();
+    let mut params = content_type.split(';');
+    let html = params
+        .next()
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/html"));
+    let utf16 = params.any(|param| {
+        param.split_once('=').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("charset")
+                && value
+                    .trim()
+                    .trim_matches('"')
+                    .get(..6)
+                    .is_some_and(|v| v.eq_ignore_ascii_case("utf-16"))
+        })
+    });
     let identity = headers
         .get_all(header::CONTENT_ENCODING)
         .iter()
         .all(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"));
     response.status() == StatusCode::OK
         && html
+        && !utf16
         && identity
         && !headers.contains_key(header::CONTENT_RANGE)
 }

@@ -81,8 +81,9 @@ where
 
     // The CM may hold a request for up to `wait` seconds (XEP-0124 §7.4):
     // allow that plus the ordinary request timeout.
-    let timeout =
-        std::time::Duration::from_secs(config.max_wait.into()) + config.client.request_timeout;
+    // Saturating: a `request_timeout(Duration::MAX)` means no timeout.
+    let timeout = std::time::Duration::from_secs(config.max_wait.into())
+        .saturating_add(config.client.request_timeout);
     let exchange = async {
         std::future::poll_fn(|cx| transport.poll_ready(cx))
             .await

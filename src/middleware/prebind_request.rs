@@ -65,7 +65,8 @@ fn parse_request(bytes: &[u8]) -> Result<PrebindRequest, PrebindError> {
         let max = HandshakeConfig::max_first_rid();
         if !(1..=max).contains(&rid) {
             return Err(PrebindError::BadRequest(format!(
-                "'rid' must be between 1 and {max} (XEP-0124 §14.1)"
+                "'rid' must be between 1 and {max} (2^53 - 2^32: the session's RIDs must stay \
+                 below 2^53, XEP-0124 §14.1)"
             )));
         }
     }

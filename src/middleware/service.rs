@@ -12,12 +12,13 @@ use tower_service::Service;
 use crate::html::scanner::HtmlScanner;
 use crate::middleware::body::PrebindBody;
 use crate::middleware::config::Config;
+use crate::middleware::credentials_source::CredentialsNow;
 use crate::middleware::endpoint;
 use crate::middleware::establish;
 use crate::middleware::future::ResponseFuture;
 use crate::middleware::page_policy::strip_request_validators;
 use crate::middleware::page_session::PendingSnippet;
-use crate::middleware::page_session::page_snippet;
+use crate::middleware::page_session::{PageCredentials, page_snippet};
 use crate::middleware::passthrough;
 use crate::transport::{BoshTransport, BoxError};
 
@@ -96,13 +97,36 @@ where
         if !matched {
             return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body)));
         }
+        // Who logs in is decided before the request is touched: with nobody,
+        // the page is the app's, every header and byte of it.
+        let now = self.config.credentials.credentials_now(&parts);
+        if now == CredentialsNow::Nobody {
+            // Not an error (a guest on a members-only site), but the usual
+            // cause of "my pages get no snippet": the auth middleware runs
+            // inside the prebind layer, or never inserts credentials.
+            tracing::debug!(
+                "no credentials for this page request: serving it without a snippet \
+                 (is the auth middleware outside the prebind layer?)"
+            );
+            return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body)));
+        }
         strip_request_validators(&mut parts.headers);
         if parts.method == Method::HEAD {
             return ResponseFuture::head(self.inner.call(Request::from_parts(parts, body)));
         }
+        let credentials = match now {
+            CredentialsNow::Found(credentials) => PageCredentials::Known(credentials),
+            _ => PageCredentials::Later(self.config.credentials.credentials(&parts)),
+        };
         establish::start_pool(&self.config, &self.transport);
         // Start the handshake now, before the inner service runs.
-        let snippet = page_snippet(Arc::clone(&self.config), self.transport.clone(), &parts);
+        let reuse = pages.asks_reuse(&parts.headers);
+        let snippet = page_snippet(
+            Arc::clone(&self.config),
+            self.transport.clone(),
+            credentials,
+            reuse,
+        );
         let scanner = HtmlScanner::new(&pages.marker, pages.marker_only);
         let future = self.inner.call(Request::from_parts(parts, body));
         ResponseFuture::injecting(future, PendingSnippet::Running(snippet), scanner)

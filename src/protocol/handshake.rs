@@ -41,9 +41,18 @@ pub use crate::protocol::scram_cache::DeriveRequest;
 /// (XEP-0124 §14.1 allows up to 2^53 - 1).
 pub const MAX_RID: u64 = (1 << 53) - 1;
 
-/// How many RIDs a handshake may use at most: create, auth, SCRAM response,
-/// restart, bind, session, plus the empty polls below (SASL2 uses fewer).
-const MAX_REQUESTS: u64 = 6 + MAX_EMPTY_POLLS as u64;
+/// How many RIDs a handshake may use at most, on its longest path: create,
+/// auth, SCRAM client-final, an empty `<response/>` to a server-final sent
+/// as a `<challenge/>` (RFC 6120 §6.4.3 allows it), restart, bind, session,
+/// plus the empty polls below (SASL2 uses fewer).
+const MAX_REQUESTS: u64 = 7 + MAX_EMPTY_POLLS as u64;
+
+/// RIDs kept free above the largest first RID a client may choose: the
+/// handshake and then the whole browser session (one RID per request, so
+/// 2^32 is over a century of one request a second) stay below [`MAX_RID`]
+/// (XEP-0124 §14.1: the client must keep RIDs far below the limit).
+pub const SESSION_RID_HEADROOM: u64 = 1 << 32;
+const _: () = assert!(MAX_REQUESTS < SESSION_RID_HEADROOM);
 
 /// How many empty `<body/>`s may be sent to fetch features or results that
 /// did not come with the previous response, before giving up.
@@ -59,7 +68,7 @@ pub struct HandshakeConfig {
     /// Who logs in, and on which domain.
     pub credentials: Credentials,
     /// The first RID, or `None` for a random one below 2^32 (like Strophe.js).
-    /// Must leave room for the handshake below [`MAX_RID`].
+    /// At most [`HandshakeConfig::max_first_rid`] (2^53 − 2^32).
     pub first_rid: Option<u64>,
     /// `wait` asked for at session creation (the CM may lower it).
     pub wait: u32,
@@ -90,9 +99,11 @@ impl HandshakeConfig {
         }
     }
 
-    /// The largest first RID that leaves room for a whole handshake.
+    /// The largest first RID a client may choose: 2^53 − 2^32, which leaves
+    /// the handshake and the whole session that follows it
+    /// ([`SESSION_RID_HEADROOM`] RIDs) below [`MAX_RID`].
     pub const fn max_first_rid() -> u64 {
-        MAX_RID - MAX_REQUESTS
+        MAX_RID + 1 - SESSION_RID_HEADROOM
     }
 }
 

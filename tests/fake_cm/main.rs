@@ -15,8 +15,10 @@ mod harness;
 
 mod abandonment;
 mod derivation;
+mod edge_cases;
 mod faults;
 mod happy_paths;
+mod lifetime;
 mod observability;
 mod pages;
 mod passthrough;

@@ -202,14 +202,19 @@ async fn a_foreign_origin_is_403() {
 }
 
 #[tokio::test]
-async fn no_credentials_for_the_request_is_401() {
-    assert_refused(
+async fn no_credentials_for_the_request_is_401_with_a_challenge() {
+    let answer = assert_refused(
         |cm| cm.layer().credentials_from_extensions().allow_domain(ANON),
         get(),
         StatusCode::UNAUTHORIZED,
         "not-authorized",
     )
     .await;
+    // RFC 9110 §11.6.1: a 401 must carry WWW-Authenticate.
+    assert_eq!(
+        answer.header(header::WWW_AUTHENTICATE),
+        Some("XMPP-Prebind realm=\"xmpp-prebind\"")
+    );
 }
 
 #[tokio::test]
