@@ -1,8 +1,8 @@
 //! CPU per prebind in our process, the connection manager excluded
-//! (DESIGN §5: ≤ 50 µs for ANONYMOUS).
+//! (docs/design.md §5: ≤ 50 µs for ANONYMOUS).
 //!
 //! - `sans_io/anonymous`: the handshake state machine alone, fed Prosody's
-//!   recorded responses (../shared/protocol/prosody.md).
+//!   recorded responses (docs/protocol/prosody-0.12.md).
 //! - `layer/anonymous`: `GET /prebind` through the whole layer, with the
 //!   in-memory fake CM of `bosh_prebind::test_util` answering like Prosody
 //!   (its own checks included): request parsing, credentials, the driver,

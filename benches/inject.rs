@@ -1,4 +1,4 @@
-//! Injection throughput (DESIGN §5: ≥ 2 GB/s per core on a 1 MiB page in
+//! Injection throughput (docs/design.md §5: ≥ 2 GB/s per core on a 1 MiB page in
 //! 8 KiB chunks).
 //!
 //! - `scanner/*`: [`HtmlScanner`] alone, fed every chunk, the snippet pushed at

@@ -1,4 +1,4 @@
-//! Pass-through overhead (DESIGN §5: within noise of no layer): a request
+//! Pass-through overhead (docs/design.md §5: within noise of no layer): a request
 //! the layer does not handle, through the inner service alone and through
 //! the layer, with no routes and with routes and a predicate configured.
 //! Zero extra allocations is asserted by `tests/passthrough_allocations.rs`.

@@ -1,4 +1,4 @@
-//! The pass-through hot path (DESIGN §5): a request the layer does not
+//! The pass-through hot path (docs/design.md §5): a request the layer does not
 //! handle costs no allocation beyond what the inner service makes. Counted
 //! per thread by `allocation-counter`, so other tests cannot interfere.
 

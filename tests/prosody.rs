@@ -329,7 +329,7 @@ async fn a_session_attaches_through_the_same_origin_passthrough() {
     assert!(ping_answered(&answer), "ping not answered: {answer:?}");
 }
 
-/// DESIGN §6: 1000 prebinds at concurrency 64 through one layer, zero
+/// docs/design.md §6: 1000 prebinds at concurrency 64 through one layer, zero
 /// failures, then 50 of the sessions, chosen at random, attached and pinged.
 #[ignore = "needs Prosody: scripts/test.sh starts it and runs this"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! Peak heap while a page streams through the injecting layer (DESIGN §5:
+//! Peak heap while a page streams through the injecting layer (docs/design.md §5:
 //! memory independent of page size).
 //!
 //! The app streams a generated page of `MIB` MiB in 8 KiB chunks made on the

@@ -1,4 +1,4 @@
-//! Page latency with a distant connection manager (DESIGN §5: the layer adds
+//! Page latency with a distant connection manager (docs/design.md §5: the layer adds
 //! < 1 ms to an HTML page's time to first byte, the CM at 20 ms RTT).
 //!
 //! An app serves a ~100 KiB HTML page in 8 KiB chunks with `</head>` about

@@ -1,4 +1,4 @@
-//! Prebinds per second against a real CM (DESIGN §5: limited by the CM, not
+//! Prebinds per second against a real CM (docs/design.md §5: limited by the CM, not
 //! by us: ≥ 90 % of what a minimal raw client gets from the same Prosody).
 //!
 //! Two clients, the same work (create, auth ANONYMOUS, restart, bind; the
