@@ -29,19 +29,17 @@
 //! ```
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bosh_prebind::{Credentials, Outcome, PrebindLayer};
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
-use http_body::Body;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
-use tower::{Layer, Service, ServiceExt, service_fn};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use tokio::net::TcpListener;
+use tower::{Layer, ServiceExt, service_fn};
+
+use perf::{Client, app, ms, page, quantile, spawn_server};
 
 #[allow(dead_code)] // its `main` is the proxy's own; `serve` is used here
 #[path = "latency_proxy.rs"]
@@ -50,114 +48,6 @@ mod latency_proxy;
 const WARM_UP: usize = 5;
 /// The FAST token's user-agent id (XEP-0388 §2.3.1): one "device".
 const USER_AGENT_ID: &str = "c5b1e4a2-7a1f-4f3e-9a57-login-latency";
-
-/// A ~100 KiB page, `</head>` about 2 KiB in.
-fn page() -> Bytes {
-    let mut page = String::from(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>login</title>\n",
-    );
-    while page.len() < 2000 {
-        page.push_str("<meta name=\"x-build\" content=\"lorem ipsum dolor sit amet\">\n");
-    }
-    page.push_str("</head>\n<body>\n");
-    while page.len() < 100 << 10 {
-        page.push_str("<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do.</p>\n");
-    }
-    page.push_str("</body>\n</html>\n");
-    Bytes::from(page)
-}
-
-type AppService =
-    tower::util::BoxCloneService<Request<hyper::body::Incoming>, Response<Full<Bytes>>, Infallible>;
-
-fn app(page: Bytes) -> AppService {
-    tower::util::BoxCloneService::new(service_fn(move |_: Request<hyper::body::Incoming>| {
-        let page = page.clone();
-        async move {
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-                    .body(Full::new(page))
-                    .unwrap(),
-            )
-        }
-    }))
-}
-
-/// Serves `service` on a fresh loopback port.
-async fn spawn_server<S, B>(service: S) -> SocketAddr
-where
-    S: Service<Request<hyper::body::Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: std::error::Error + Send + Sync + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(service.clone());
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    address
-}
-
-/// One keep-alive HTTP/1.1 connection.
-struct Client {
-    sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
-}
-
-impl Client {
-    async fn connect(address: SocketAddr) -> Client {
-        let stream = TcpStream::connect(address).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        Client { sender }
-    }
-
-    /// GET `path`: the time to the last body byte, and whether a session
-    /// came with it.
-    async fn get(&mut self, path: &str) -> (Duration, bool) {
-        self.sender.ready().await.unwrap();
-        let request = Request::get(path)
-            .header(header::HOST, "127.0.0.1")
-            .body(Empty::new())
-            .unwrap();
-        let started = Instant::now();
-        let response = self.sender.send_request(request).await.unwrap();
-        let status = response.status();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        let elapsed = started.elapsed();
-        let text = String::from_utf8_lossy(&body);
-        (
-            elapsed,
-            status == StatusCode::OK && text.contains("\"sid\""),
-        )
-    }
-}
-
-fn quantile(values: &[f64], q: f64) -> f64 {
-    let mut values = values.to_vec();
-    values.sort_by(f64::total_cmp);
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values[((values.len() - 1) as f64 * q).round() as usize]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
-}
 
 /// The round trips of every login a layer made at request time, and its
 /// mechanism.
