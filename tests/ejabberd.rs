@@ -28,7 +28,7 @@ use http::{Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, ServiceExt, service_fn};
 
-use common::{get, json_field, post};
+use common::{get, injected_session_json, json_field, post};
 
 /// `mod_bosh` `max_inactivity` as `scripts/ejabberd.sh` configures it
 /// (`EJABBERD_BOSH_INACTIVITY`, default 60; ejabberd's own default is 30).
@@ -324,33 +324,7 @@ async fn a_wrong_sid_is_terminated_by_ejabberd() {
 #[ignore = "needs ejabberd: scripts/test.sh starts it and runs this"]
 async fn injected_page_session_attaches_and_answers_a_ping() {
     let url = ejabberd();
-    let page_app = service_fn(|_: Request<Full<Bytes>>| async {
-        Ok::<_, Infallible>(
-            Response::builder()
-                .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-                .body(Full::new(Bytes::from_static(
-                    b"<!doctype html><html><head><title>chat</title></head><body></body></html>",
-                )))
-                .unwrap(),
-        )
-    });
-    let service = PrebindLayer::new(bosh_prebind::BoshUrl::try_from(url.clone()).unwrap())
-        .credentials(Credentials::anonymous("anon.localhost"))
-        .inject_path("/")
-        .layer(page_app);
-    let request = Request::get("/").body(Full::default()).unwrap();
-    let response = service.oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
-    let page = response.into_body().collect().await.unwrap().to_bytes();
-    let page = String::from_utf8(page.to_vec()).unwrap();
-    let open = "<script type=\"application/json\" id=\"xmpp-prebind\">";
-    let start = page.find(open).expect("snippet injected") + open.len();
-    let json = &page[start..start + page[start..].find("</script>").unwrap()];
-    assert!(
-        page.ends_with("</script></head><body></body></html>"),
-        "{page}"
-    );
+    let json = &injected_session_json(&url).await;
     let jid = json_field(json, "jid");
     assert!(jid.contains("@anon.localhost/"), "{jid}");
     let rid: u64 = json_field(json, "rid").parse().unwrap();

@@ -1,9 +1,13 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test crate uses its own subset
 
+use std::convert::Infallible;
+
+use bosh_prebind::{Credentials, PrebindLayer};
 use bytes::Bytes;
-use http::{Request, Uri, header};
-use http_body_util::Full;
+use http::{Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use tower::{Layer, ServiceExt, service_fn};
 
 /// A classic Strophe-style prebind: `POST /prebind` with an XML body.
 pub(crate) fn post(body: &str) -> Request<Full<Bytes>> {
@@ -64,4 +68,37 @@ pub(crate) fn test_transport() -> bosh_prebind::HttpTransport {
             .build(),
         Err(_) => builder.build(),
     }
+}
+
+/// An anonymous session injected into a small page by a layer in front of
+/// the CM at `url`: checks the page (200, `no-store`, the snippet right
+/// before `</head>`) and returns the snippet's JSON.
+pub(crate) async fn injected_session_json(url: &Uri) -> String {
+    let page_app = service_fn(|_: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+                .body(Full::new(Bytes::from_static(
+                    b"<!doctype html><html><head><title>chat</title></head><body></body></html>",
+                )))
+                .unwrap(),
+        )
+    });
+    let service = PrebindLayer::new(bosh_prebind::BoshUrl::try_from(url.clone()).unwrap())
+        .credentials(Credentials::anonymous("anon.localhost"))
+        .inject_path("/")
+        .layer(page_app);
+    let request = Request::get("/").body(Full::default()).unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+    let page = response.into_body().collect().await.unwrap().to_bytes();
+    let page = String::from_utf8(page.to_vec()).unwrap();
+    let open = "<script type=\"application/json\" id=\"xmpp-prebind\">";
+    let start = page.find(open).expect("snippet injected") + open.len();
+    assert!(
+        page.ends_with("</script></head><body></body></html>"),
+        "{page}"
+    );
+    page[start..start + page[start..].find("</script>").unwrap()].to_owned()
 }
