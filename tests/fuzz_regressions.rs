@@ -64,7 +64,10 @@ fn seed_corpora_pass_every_fuzz_harness() {
 
 #[test]
 fn minimized_fuzz_crashes_pass_every_fuzz_harness() {
-    replay("regressions", false);
+    // fuzz/regressions/ holds 4 minimized crashes (3 cm_response, 1
+    // prebind_request): a lost directory must fail, not pass empty.
+    let n = replay("regressions", false);
+    assert!(n >= 4, "only {n} regression inputs");
 }
 
 /// The seeds reach where they are meant to: a Prosody transcript fed to the

@@ -159,7 +159,7 @@ impl Gateway {
         let logs = Arc::new(Mutex::new(String::new()));
         let mut stderr = child.stderr.take().unwrap();
         let sink = Arc::clone(&logs);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut buffer = [0; 4096];
             while let Ok(n @ 1..) = stderr.read(&mut buffer) {
                 sink.lock()
@@ -173,7 +173,8 @@ impl Gateway {
             .unwrap();
         let Some(address) = line.trim().strip_prefix("gateway listening on http://") else {
             let status = child.wait().unwrap();
-            std::thread::sleep(Duration::from_millis(100));
+            // The process is gone: its stderr ends, and the reader with it.
+            let _ = reader.join();
             panic!(
                 "no listening line ({status}): {line:?}\n{}",
                 logs.lock().unwrap()
@@ -680,12 +681,26 @@ fn a_bad_configuration_exits_2_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
-    let app = upstream().await;
+    // An app whose `/slow` says when the request has reached it (through
+    // the gateway), then answers a second later.
+    let (entered, mut reached) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let app = spawn(Router::new().route(
+        "/slow",
+        get(move || {
+            let _ = entered.send(());
+            async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                "slow answer"
+            }
+        }),
+    ))
+    .await;
     let (cm, _) = refusing_cm().await;
     let mut process = start_gateway(app, &cm, &[]);
     let address = process.address;
     let slow = tokio::spawn(async move { send(address, "GET", "/slow", &[], "").await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The request is in flight at the app: now stop the gateway.
+    reached.recv().await.expect("the request reached the app");
     process.terminate();
     let (head, body) = slow.await.unwrap();
     assert_eq!(head.status, StatusCode::OK);

@@ -21,6 +21,8 @@ use std::time::Duration;
 use http::Uri;
 use tokio::time::Instant;
 
+use crate::transport::bosh_url::without_user_info;
+
 /// One connection manager of a cluster, for
 /// [`PrebindLayer::new_cluster`](crate::PrebindLayer::new_cluster): the URL
 /// the layer posts to, and optionally the URL browsers use for the sessions
@@ -209,7 +211,7 @@ impl Cluster {
                 (Some(public), _) => public.clone(),
                 _ if single || default_set => default.to_owned(),
                 (None, Some(path)) => node_path(path, index),
-                (None, None) => node.url.to_string(),
+                (None, None) => without_user_info(&node.url),
             };
         }
     }

@@ -18,6 +18,7 @@ use crate::protocol::credentials::Credentials;
 use crate::protocol::fast::FastToken;
 use crate::protocol::scram_cache::ScramCache;
 use crate::telemetry::{OutageWarnings, OutcomeHook};
+use crate::transport::bosh_url::UriForLogs;
 
 /// Handshakes in progress at once, by default: well above what one CM
 /// serves (Prosody: about 1000 anonymous logins per second per core, a few
@@ -244,24 +245,10 @@ impl fmt::Display for CmForLogs<'_> {
             if index > 0 {
                 f.write_str(", ")?;
             }
-            write_for_logs(f, &self.0.node(index).url)?;
+            write!(f, "{}", UriForLogs(&self.0.node(index).url))?;
         }
         Ok(())
     }
-}
-
-/// One URL without its user-info and query.
-fn write_for_logs(f: &mut fmt::Formatter<'_>, uri: &http::Uri) -> fmt::Result {
-    if let Some(scheme) = uri.scheme_str() {
-        write!(f, "{scheme}://")?;
-    }
-    if let Some(host) = uri.host() {
-        f.write_str(host)?;
-    }
-    if let Some(port) = uri.port_u16() {
-        write!(f, ":{port}")?;
-    }
-    f.write_str(uri.path())
 }
 
 impl fmt::Debug for Config {

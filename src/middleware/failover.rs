@@ -13,6 +13,7 @@ use crate::error::PrebindError;
 use crate::middleware::cluster::Cluster;
 use crate::protocol::handshake::{HandshakeConfig, PrebindSession};
 use crate::transport::BoshTransport;
+use crate::transport::bosh_url::UriForLogs;
 
 /// Runs the handshake at a node; gives the session and the node's index.
 pub(crate) async fn open<T: BoshTransport>(
@@ -65,7 +66,7 @@ pub(crate) async fn open<T: BoshTransport>(
                 Err(Failure::NodeFailed(error)) => {
                     let backoff = cluster.failed(node);
                     tracing::warn!(
-                        bosh_url = %url,
+                        bosh_url = %UriForLogs(url),
                         %error,
                         ?backoff,
                         "connection manager failed before a session existed: skipped for the back-off, trying another"

@@ -424,11 +424,13 @@ impl<T> PrebindLayer<T> {
     }
 
     /// How many SCRAM derivations may run at once on blocking threads
-    /// (default: the number of cores; at least 1). The others wait their
-    /// turn without holding a thread: a burst of cold logins then takes as
-    /// long as the CPU needs, and the runtime's workers keep their share.
+    /// (default: the number of cores; clamped to 1 ..= tokio's
+    /// `Semaphore::MAX_PERMITS`). The others wait their turn without holding
+    /// a thread: a burst of cold logins then takes as long as the CPU needs,
+    /// and the runtime's workers keep their share.
     pub fn max_concurrent_derivations(mut self, limit: usize) -> Self {
-        self.config().client.derivations = Arc::new(Semaphore::new(limit.max(1)));
+        let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
+        self.config().client.derivations = Arc::new(Semaphore::new(limit));
         self
     }
 

@@ -17,6 +17,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 
 use crate::middleware::config::Config;
 use crate::middleware::forwarded_body::ForwardedBody;
+use crate::transport::bosh_url::UriForLogs;
 use crate::transport::{BoshTransport, BoxError};
 
 /// Forwards one request to the CM of node `node` and answers with its response.
@@ -115,7 +116,7 @@ where
         Ok(Err(error)) => {
             let error: BoxError = error;
             tracing::warn!(
-                %bosh_url,
+                bosh_url = %UriForLogs(bosh_url),
                 error = %crate::driver::error_chain(&*error),
                 "BOSH pass-through to the connection manager failed"
             );

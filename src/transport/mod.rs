@@ -4,7 +4,7 @@
 //! small request/response exchanges, with HTTPS through rustls (feature
 //! `rustls`, on by default).
 
-mod bosh_url;
+pub(crate) mod bosh_url;
 #[cfg(feature = "client")]
 mod hyper_client;
 #[cfg(feature = "rustls")]

@@ -32,9 +32,7 @@ async fn a_client_gone_mid_handshake_terminates_the_half_made_session() {
     assert_eq!(cm.terminations(), [terminate]);
     assert_eq!(cm.requests().len(), 2, "nothing else was sent");
     // The terminate task finishes once the CM answered.
-    while alive_tasks() > 0 {
-        tokio::task::yield_now().await;
-    }
+    until(|| alive_tasks() == 0).await;
     assert_eq!(cm.violations(), Vec::<String>::new());
 }
 

@@ -106,3 +106,20 @@ async fn the_longest_handshake_from_the_largest_first_rid_leaves_the_session_roo
         "{message}"
     );
 }
+
+/// `max_concurrent_derivations` at its extremes: 0 means 1, and anything
+/// above tokio's semaphore limit is clamped (it panicked there); a SCRAM
+/// login still derives its keys and succeeds.
+#[tokio::test]
+async fn extreme_derivation_limits_do_not_panic() {
+    for limit in [0, usize::MAX] {
+        let cm = alice_cm(&["SCRAM-SHA-1"]).build();
+        let layer = cm
+            .layer()
+            .credentials(alice())
+            .scram_cache(0)
+            .max_concurrent_derivations(limit);
+        send(&layer, get()).await.assert_json_success();
+        assert_eq!(cm.violations(), Vec::<String>::new(), "{limit}");
+    }
+}

@@ -366,3 +366,16 @@ fn parse_json(text: &str) -> Vec<(String, Json)> {
     assert_eq!(chars.next(), None, "{text}");
     fields
 }
+
+/// Yields until `condition` holds; after 30 s it fails instead of hanging
+/// (a bound, not a timing).
+pub(crate) async fn until(condition: impl Fn() -> bool) {
+    let wait = async {
+        while !condition() {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+        .await
+        .expect("the condition never held");
+}

@@ -31,17 +31,6 @@ async fn no_tasks_left() {
     until(|| alive_tasks() == 0).await;
 }
 
-async fn until(condition: impl Fn() -> bool) {
-    let wait = async {
-        while !condition() {
-            tokio::task::yield_now().await;
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(30), wait)
-        .await
-        .expect("the condition never held");
-}
-
 // ---------------------------------------------------------------------------
 // Nobody to log in: the page is the app's
 // ---------------------------------------------------------------------------

@@ -378,7 +378,8 @@ async fn extreme_sizes_and_caps_do_not_panic() {
         }
         settle().await;
         let s = stats(&layer);
-        assert!(s.size <= n, "{n} {cap}: {s:?}");
+        // Three requests teach a demand of at most 3: never more pooled.
+        assert!(s.size <= n.min(3), "{n} {cap}: {s:?}");
         layer.pool_handle().shutdown().await;
         assert_eq!(stats(&layer).size, 0);
     }
