@@ -168,8 +168,9 @@ impl fmt::Debug for PrebindSession {
     }
 }
 
-/// What to do after a response.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to do after a response. `Debug` shows a request's size, not its
+/// body (a PLAIN `<auth/>` carries the password, base64 only).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Step {
     /// POST this `<body/>` next.
     Send(String),
@@ -311,8 +312,18 @@ enum Sasl2Auth {
     Fast(HtExchange),
 }
 
-/// The login state machine. See the module docs.
-#[derive(Debug)]
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Send(body) => write!(f, "Send(<{} bytes>)", body.len()),
+            Step::Derive(request) => f.debug_tuple("Derive").field(request).finish(),
+            Step::Done(session) => f.debug_tuple("Done").field(session).finish(),
+        }
+    }
+}
+
+/// The login state machine. See the module docs. `Debug` hides the sid and
+/// the SASL state, as [`PrebindSession`]'s does.
 pub struct Handshake {
     config: HandshakeConfig,
     phase: Phase,
@@ -329,6 +340,19 @@ pub struct Handshake {
     /// The XEP-0388 user-agent id sent (fixed by FAST credentials, else random).
     user_agent_id: String,
     fast_token: Option<FastToken>,
+}
+
+impl fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handshake")
+            .field("credentials", &self.config.credentials)
+            .field("next_rid", &self.next_rid)
+            .field("sid", &self.sid.as_ref().map(|_| "<redacted>"))
+            .field("mechanism", &self.mechanism)
+            .field("jid", &self.jid)
+            .field("round_trips", &self.round_trips)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Handshake {
@@ -1203,6 +1227,21 @@ mod tests {
             let verifier = hmac_sha1(&server_key, auth_message.as_bytes());
             b64().encode(format!("v={}", b64().encode(verifier)))
         }
+    }
+
+    #[test]
+    fn debug_shows_neither_the_sid_nor_a_request_body() {
+        let step = Step::Send("<auth mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>".into());
+        assert_eq!(format!("{step:?}"), "Send(<51 bytes>)");
+        let (mut handshake, _) = start(
+            Credentials::account("alice@localhost", "secret-alice").unwrap(),
+            1078640859110,
+        );
+        send(handshake.receive(P13_CREATED.as_bytes()));
+        let shown = format!("{handshake:?}");
+        assert!(shown.contains("sid: Some(\"<redacted>\")"), "{shown}");
+        assert!(!shown.contains("dbdf1a67"), "{shown}");
+        assert!(!shown.contains("secret-alice"), "{shown}");
     }
 
     #[test]
