@@ -160,6 +160,31 @@ async fn a_cm_stalling_mid_answer_is_cut_after_the_idle_timeout() {
     drop(answer);
 }
 
+/// The idle timeout runs from the last chunk, not from the start: chunks
+/// every 3 s for 15 s pass (the timeout is 5 s), and the stall after them is
+/// cut 5 s after the last one.
+#[tokio::test(start_paused = true)]
+async fn the_idle_timeout_counts_from_the_last_chunk() {
+    let cm = StreamingCm::default();
+    let mut answer = cm.next_answer();
+    let service = layer(&cm).layer(app());
+    let response = service.oneshot(bosh("<body/>")).await.unwrap();
+    let mut body = response.into_body();
+    for i in 0..5 {
+        if i > 0 {
+            tokio::time::advance(Duration::from_secs(3)).await;
+        }
+        answer.send_data(Bytes::from_static(b"<x/>")).await.unwrap();
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "<x/>", "chunk {i}");
+    }
+    let last = tokio::time::Instant::now();
+    let error = body.frame().await.unwrap().unwrap_err();
+    assert!(error.to_string().contains("stalled"), "{error}");
+    assert_eq!(last.elapsed(), Duration::from_secs(5));
+    drop(answer);
+}
+
 #[tokio::test]
 async fn request_bodies_far_above_the_handshake_cap_reach_the_cm_whole() {
     let cm = StreamingCm::default();

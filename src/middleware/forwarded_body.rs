@@ -32,6 +32,10 @@ pin_project! {
             // Boxed so the body stays `Unpin` (this path allocates anyway).
             idle: Pin<Box<Sleep>>,
             idle_timeout: Duration,
+            // When the last frame came. The timer is not re-armed per frame
+            // (a timer-wheel update each time); when it fires early it is
+            // moved to `last_frame + idle_timeout` instead.
+            last_frame: Instant,
             remaining: Option<u64>,
         },
     }
@@ -60,6 +64,7 @@ impl ForwardedBody {
             body,
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
             idle_timeout,
+            last_frame: Instant::now(),
             remaining: limit,
         }
     }
@@ -81,11 +86,21 @@ impl Body for ForwardedBody {
                 body,
                 idle,
                 idle_timeout,
+                last_frame,
                 remaining,
             } => {
                 let Poll::Ready(frame) = body.poll_frame(cx) else {
-                    ready!(idle.as_mut().poll(cx));
-                    return Poll::Ready(Some(Err(ForwardError::Stalled(*idle_timeout).into())));
+                    loop {
+                        ready!(idle.as_mut().poll(cx));
+                        let deadline = crate::driver::deadline_after(*last_frame, *idle_timeout);
+                        if deadline <= Instant::now() {
+                            return Poll::Ready(Some(Err(
+                                ForwardError::Stalled(*idle_timeout).into()
+                            )));
+                        }
+                        // Frames came since the timer was armed.
+                        idle.as_mut().reset(deadline);
+                    }
                 };
                 if let Some(Ok(frame)) = &frame {
                     if let Some(data) = frame.data_ref() {
@@ -101,8 +116,7 @@ impl Body for ForwardedBody {
                         }
                         *left -= len;
                     }
-                    idle.as_mut()
-                        .reset(crate::driver::deadline_after(Instant::now(), *idle_timeout));
+                    *last_frame = Instant::now();
                 }
                 Poll::Ready(frame)
             }
