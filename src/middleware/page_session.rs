@@ -45,14 +45,7 @@ pub(crate) fn page_snippet<T: BoshTransport>(
             PageCredentials::Known(credentials) => credentials,
             PageCredentials::Later(future) => {
                 let Some(credentials) = future.await else {
-                    // Not an error (a guest on a members-only site), but the
-                    // usual cause of "my pages get no snippet": the auth
-                    // middleware runs inside the prebind layer, or never
-                    // inserts credentials.
-                    tracing::debug!(
-                        "no credentials for this page request: serving it without a snippet \
-                         (is the auth middleware outside the prebind layer?)"
-                    );
+                    log_no_credentials();
                     return None;
                 };
                 credentials
@@ -201,4 +194,15 @@ impl std::fmt::Debug for PendingSnippet {
             PendingSnippet::Taken => "PendingSnippet::Taken",
         })
     }
+}
+
+/// A page request with nobody to log in. Not an error (a guest on a
+/// members-only site), but the usual cause of "my pages get no snippet":
+/// the auth middleware runs inside the prebind layer, or never inserts
+/// credentials.
+pub(crate) fn log_no_credentials() {
+    tracing::debug!(
+        "no credentials for this page request: serving it without a snippet \
+         (is the auth middleware outside the prebind layer?)"
+    );
 }

@@ -17,8 +17,7 @@ use crate::middleware::endpoint;
 use crate::middleware::establish;
 use crate::middleware::future::ResponseFuture;
 use crate::middleware::page_policy::strip_request_validators;
-use crate::middleware::page_session::PendingSnippet;
-use crate::middleware::page_session::{PageCredentials, page_snippet};
+use crate::middleware::page_session::{self, PageCredentials, PendingSnippet, page_snippet};
 use crate::middleware::passthrough;
 use crate::transport::{BoshTransport, BoxError};
 
@@ -101,13 +100,7 @@ where
         // the page is the app's, every header and byte of it.
         let now = self.config.credentials.credentials_now(&parts);
         if now == CredentialsNow::Nobody {
-            // Not an error (a guest on a members-only site), but the usual
-            // cause of "my pages get no snippet": the auth middleware runs
-            // inside the prebind layer, or never inserts credentials.
-            tracing::debug!(
-                "no credentials for this page request: serving it without a snippet \
-                 (is the auth middleware outside the prebind layer?)"
-            );
+            page_session::log_no_credentials();
             return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body)));
         }
         strip_request_validators(&mut parts.headers);
