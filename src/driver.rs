@@ -10,11 +10,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Uri};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use crate::capped_body::{CappedReadError, read_capped};
 use crate::error::PrebindError;
 use crate::protocol::handshake::{
     DeriveRequest, Handshake, HandshakeConfig, HandshakeError, PrebindSession, Step,
@@ -466,21 +467,15 @@ async fn post<T: BoshTransport>(
         return Err(PrebindError::HttpStatus(response.status()));
     }
     let limit = settings.max_response_body;
-    let declared = response
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(PrebindError::ResponseTooLarge(limit));
-    }
-    match Limited::new(response.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(PrebindError::ResponseTooLarge(limit)),
-        Err(error) => Err(PrebindError::Unreachable(format!(
-            "reading the response failed: {error}"
-        ))),
-    }
+    let (parts, body) = response.into_parts();
+    read_capped(&parts.headers, body, limit)
+        .await
+        .map_err(|error| match error {
+            CappedReadError::TooLarge => PrebindError::ResponseTooLarge(limit),
+            CappedReadError::Failed(error) => {
+                PrebindError::Unreachable(format!("reading the response failed: {error}"))
+            }
+        })
 }
 
 fn cm_unreachable<E: Into<BoxError>>(error: E) -> PrebindError {

@@ -179,6 +179,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod capped_body;
 mod driver;
 mod error;
 pub mod html;

@@ -16,8 +16,9 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 
+use crate::capped_body::{CappedReadError, read_capped};
 use crate::error::PrebindError;
 use crate::html::session_json::{error_json, session_json};
 use crate::middleware::config::Config;
@@ -158,22 +159,14 @@ async fn read_body<B: Body<Error: Into<BoxError>>>(
     body: B,
     limit: usize,
 ) -> Result<Bytes, PrebindError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(PrebindError::PayloadTooLarge(limit));
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(PrebindError::PayloadTooLarge(limit))
-        }
-        Err(_) => Err(PrebindError::BadRequest(
-            "the request body could not be read".into(),
-        )),
-    }
+    read_capped(headers, body, limit)
+        .await
+        .map_err(|error| match error {
+            CappedReadError::TooLarge => PrebindError::PayloadTooLarge(limit),
+            CappedReadError::Failed(_) => {
+                PrebindError::BadRequest("the request body could not be read".into())
+            }
+        })
 }
 
 fn success(

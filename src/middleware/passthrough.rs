@@ -13,8 +13,9 @@ use bytes::{Buf, Bytes};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 
+use crate::capped_body::{CappedReadError, read_capped};
 use crate::middleware::config::Config;
 use crate::middleware::forwarded_body::ForwardedBody;
 use crate::transport::bosh_url::UriForLogs;
@@ -41,13 +42,15 @@ where
     let limits = &config.passthrough;
     let (parts, body) = request.into_parts();
     // The transport takes whole bodies: the browser's is read, within its cap.
-    let read = Limited::new(body, limits.max_request_body).collect();
+    let read = read_capped(&parts.headers, body, limits.max_request_body);
     let body = match tokio::time::timeout(config.client.request_timeout, read).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(error)) if error.is::<LengthLimitError>() => {
+        Ok(Ok(body)) => body,
+        Ok(Err(CappedReadError::TooLarge)) => {
             return terminate(StatusCode::PAYLOAD_TOO_LARGE, "bad-request");
         }
-        Ok(Err(_)) => return terminate(StatusCode::BAD_REQUEST, "bad-request"),
+        Ok(Err(CappedReadError::Failed(_))) => {
+            return terminate(StatusCode::BAD_REQUEST, "bad-request");
+        }
         Err(_) => return terminate(StatusCode::REQUEST_TIMEOUT, "bad-request"),
     };
     crate::telemetry::passthrough_bytes(crate::telemetry::Direction::ToCm, body.len());
