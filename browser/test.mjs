@@ -227,6 +227,19 @@ browserTest('a SASL2 + Bind 2 session (Prosody 13) attaches and pings', async (s
   report('sasl2', opened.result);
 }, { skipUnless: [PROSODY13_URL, 'BOSH_PREBIND_TEST_PROSODY13_URL is not set: no Prosody 13 (scripts/test.sh starts one)'] });
 
+// ejabberd 23.01 (scripts/ejabberd.sh): the same injected page, attached through the demo's
+// same-origin pass-through to ejabberd's /bosh.
+const EJABBERD_URL = process.env.BOSH_PREBIND_TEST_EJABBERD_URL;
+browserTest('injected page on ejabberd attaches and pings', async (session) => {
+  const origin = await session.start('demo', example('demo'), (port) => [
+    '--listen', `127.0.0.1:${port}`, '--bosh-url', EJABBERD_URL,
+  ]);
+  const opened = await session.open(`${origin}/`);
+  await assertConnected(opened, origin, { method: 'injected', jid: ANONYMOUS_JID });
+  assert.equal((await injectedSnippet(opened.page)).rid, opened.result.attachRid);
+  report('ejabberd', opened.result);
+}, { skipUnless: [EJABBERD_URL, 'BOSH_PREBIND_TEST_EJABBERD_URL is not set: no ejabberd (scripts/test.sh starts one)'] });
+
 browserTest('injected error makes the page fall back to an anonymous login', async (session) => {
   const origin = await startDemo(session, '--jid', 'bob@localhost', '--password', 'not-bobs-password');
   const opened = await session.open(`${origin}/`);
