@@ -12,7 +12,7 @@
 //! ```
 //!
 //! `scripts/bench.sh` runs them all, with a throw-away Prosody. The page
-//! generator and in-memory CM they share with the library's criterion benches
+//! generator they share with the library's criterion benches
 //! live in `benches/support/` at the workspace root, included by path.
 //!
 //! What the latency harnesses that serve a page over real HTTP/1.1 share
