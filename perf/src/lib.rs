@@ -12,8 +12,8 @@
 //! ```
 //!
 //! `scripts/bench.sh` runs them all, with a throw-away Prosody. The page
-//! generator they share with the library's criterion benches
-//! live in `benches/support/` at the workspace root, included by path.
+//! generator they share with the library's criterion benches lives in
+//! `benches/support/` at the workspace root, included by path.
 //!
 //! What the latency harnesses that serve a page over real HTTP/1.1 share
 //! (`pool_latency`, `login_latency`) is below: the page, the app, a server
