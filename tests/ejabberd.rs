@@ -20,7 +20,7 @@ mod common;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use bosh_prebind::bosh::{BodyType, BoshResponse, IqType};
+use bosh_prebind::bosh::{BodyType, BoshResponse};
 use bosh_prebind::handshake::HandshakeError;
 use bosh_prebind::{Credentials, Mechanism, PrebindError, PrebindLayer, PrebindSession};
 use bytes::Bytes;
@@ -28,7 +28,9 @@ use http::{Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, ServiceExt, service_fn};
 
-use common::{get, injected_session_json, json_field, post};
+use common::{
+    alice, attach_and_ping, get, injected_session_json, json_field, ping_answered, ping_body, post,
+};
 
 /// `mod_bosh` `max_inactivity` as `scripts/ejabberd.sh` configures it
 /// (`EJABBERD_BOSH_INACTIVITY`, default 60; ejabberd's own default is 30).
@@ -111,43 +113,6 @@ fn attribute(xml: &str, name: &str) -> String {
             _ => {}
         }
     }
-}
-
-/// Attaches like a browser would: a new connection, the given sid and rid,
-/// an XEP-0199 ping as the first payload. Returns the parsed response.
-async fn attach_and_ping(url: &Uri, sid: &str, rid: u64, domain: &str) -> BoshResponse {
-    // A fresh client: nothing shared with the layer's pooled connections.
-    let client = common::test_transport();
-    let request = Request::post(url.clone())
-        .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
-        .body(Full::new(Bytes::from(ping_body(sid, rid, domain))))
-        .unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(10), client.oneshot(request))
-        .await
-        .expect("the CM answers the attach within 10 s")
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    BoshResponse::parse(&bytes).unwrap()
-}
-
-fn ping_body(sid: &str, rid: u64, domain: &str) -> String {
-    format!(
-        "<body xmlns='http://jabber.org/protocol/httpbind' rid='{rid}' sid='{sid}'>\
-         <iq xmlns='jabber:client' type='get' id='ping_attach' to='{domain}'>\
-         <ping xmlns='urn:xmpp:ping'/></iq></body>"
-    )
-}
-
-fn ping_answered(response: &BoshResponse) -> bool {
-    response
-        .iqs
-        .iter()
-        .any(|iq| iq.id.as_deref() == Some("ping_attach") && iq.kind == IqType::Result)
-}
-
-fn alice() -> Credentials {
-    Credentials::account("alice@localhost", "secret-alice").unwrap()
 }
 
 #[tokio::test]

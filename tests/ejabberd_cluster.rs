@@ -27,7 +27,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bosh_prebind::bosh::{BodyType, BoshResponse, IqType};
+use bosh_prebind::bosh::{BodyType, BoshResponse};
 use bosh_prebind::{BoshUrl, Credentials, Mechanism, PrebindError, PrebindLayer, PrebindSession};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri, header};
@@ -35,7 +35,7 @@ use http_body_util::{BodyExt, Full};
 use tokio::sync::RwLock;
 use tower::{Layer, ServiceExt, service_fn};
 
-use common::{get, json_field};
+use common::{alice, attach_and_ping, get, json_field, ping_answered, ping_body};
 
 /// Shared by the tests that need both nodes up, exclusive for the one that
 /// stops a node.
@@ -47,10 +47,6 @@ fn node_a() -> Uri {
 
 fn node_b() -> Uri {
     common::server_url("BOSH_PREBIND_TEST_CLUSTER_B_URL")
-}
-
-fn alice() -> Credentials {
-    Credentials::account("alice@localhost", "secret-alice").unwrap()
 }
 
 fn anonymous() -> Credentials {
@@ -142,32 +138,6 @@ async fn prebind_ok(service: &App) -> Prebound {
     answer
 }
 
-fn ping_body(sid: &str, rid: u64, domain: &str) -> String {
-    format!(
-        "<body xmlns='http://jabber.org/protocol/httpbind' rid='{rid}' sid='{sid}'>\
-         <iq xmlns='jabber:client' type='get' id='ping_attach' to='{domain}'>\
-         <ping xmlns='urn:xmpp:ping'/></iq></body>"
-    )
-}
-
-/// Attaches like a browser would, directly to the CM at `url`: a fresh
-/// client (nothing shared with the layers' pools), the given sid and rid, an
-/// XEP-0199 ping as the first payload.
-async fn attach_and_ping(url: &Uri, sid: &str, rid: u64, domain: &str) -> BoshResponse {
-    let client = common::test_transport();
-    let request = Request::post(url.clone())
-        .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
-        .body(Full::new(Bytes::from(ping_body(sid, rid, domain))))
-        .unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(10), client.oneshot(request))
-        .await
-        .expect("the CM answers the attach within 10 s")
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    BoshResponse::parse(&bytes).unwrap()
-}
-
 /// Attaches through an app instance's same-origin pass-through (`/bosh`).
 async fn attach_and_ping_through(service: &App, sid: &str, rid: u64, domain: &str) -> BoshResponse {
     attach_and_ping_at(service, "/bosh", sid, rid, domain).await
@@ -192,13 +162,6 @@ async fn attach_and_ping_at(
     assert_eq!(response.status(), StatusCode::OK);
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     BoshResponse::parse(&bytes).unwrap()
-}
-
-fn ping_answered(response: &BoshResponse) -> bool {
-    response
-        .iqs
-        .iter()
-        .any(|iq| iq.id.as_deref() == Some("ping_attach") && iq.kind == IqType::Result)
 }
 
 /// Prebinds through the layer pointed at `owner`, attaches and pings through

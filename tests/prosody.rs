@@ -12,14 +12,16 @@ mod common;
 
 use std::convert::Infallible;
 
-use bosh_prebind::bosh::{BoshResponse, IqType};
+use bosh_prebind::bosh::BoshResponse;
 use bosh_prebind::{Credentials, Mechanism, PrebindLayer};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, ServiceExt, service_fn};
 
-use common::{get, injected_session_json, json_field, post, prosody};
+use common::{
+    alice, attach_and_ping, get, injected_session_json, json_field, ping_answered, post, prosody,
+};
 
 /// Prebinds through the layer (inner app never reached) and returns the
 /// answer's status, content type and body.
@@ -89,41 +91,6 @@ fn xml_answer(body: &str) -> XmlAnswer {
         sid: attribute(body, "sid"),
         rid: attribute(body, "rid").parse().unwrap(),
     }
-}
-
-/// Attaches like a browser would: a new connection, the given sid and rid,
-/// an XEP-0199 ping as the first payload. Returns the parsed response.
-async fn attach_and_ping(url: &Uri, sid: &str, rid: u64, domain: &str) -> BoshResponse {
-    // A fresh client: nothing shared with the layer's pooled connections.
-    let client = common::test_transport();
-    let body = format!(
-        "<body xmlns='http://jabber.org/protocol/httpbind' rid='{rid}' sid='{sid}'>\
-         <iq xmlns='jabber:client' type='get' id='ping_attach' to='{domain}'>\
-         <ping xmlns='urn:xmpp:ping'/></iq></body>"
-    );
-    let request = Request::post(url.clone())
-        .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    let response =
-        tokio::time::timeout(std::time::Duration::from_secs(10), client.oneshot(request))
-            .await
-            .expect("the CM answers the attach within 10 s")
-            .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    BoshResponse::parse(&bytes).unwrap()
-}
-
-fn ping_answered(response: &BoshResponse) -> bool {
-    response
-        .iqs
-        .iter()
-        .any(|iq| iq.id.as_deref() == Some("ping_attach") && iq.kind == IqType::Result)
-}
-
-fn alice() -> Credentials {
-    Credentials::account("alice@localhost", "secret-alice").unwrap()
 }
 
 #[tokio::test]

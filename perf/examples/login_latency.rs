@@ -4,7 +4,7 @@
 //!
 //! The CM is a real Prosody 13 with prosody-modules' `mod_sasl2`,
 //! `mod_sasl2_bind2` and `mod_sasl2_fast` (`scripts/prosody13.sh`), behind
-//! the latency proxy of `perf/examples/latency_proxy.rs` (run in this
+//! the latency proxy of `perf::latency_proxy` (run in this
 //! process) adding `--delay-ms` (default 10) each way. One server per case
 //! over real HTTP/1.1 on loopback, each a layer answering `GET /prebind` and
 //! injecting into a ~100 KiB page at `/page`:
@@ -36,14 +36,9 @@ use bosh_prebind::{Credentials, Outcome, PrebindLayer};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
 
 use perf::{Client, app, ms, page, quantile, spawn_server};
-
-#[allow(dead_code)] // its `main` is the proxy's own; `serve` is used here
-#[path = "latency_proxy.rs"]
-mod latency_proxy;
 
 const WARM_UP: usize = 5;
 /// The FAST token's user-agent id (XEP-0388 §2.3.1): one "device".
@@ -149,25 +144,7 @@ async fn main() {
         }
     }
     let cm: http::Uri = bosh_url.parse().expect("--bosh-url: a URL");
-    let cm_address =
-        tokio::net::lookup_host(cm.authority().expect("--bosh-url: host:port").as_str())
-            .await
-            .expect("--bosh-url: the CM's address")
-            .next()
-            .expect("--bosh-url: the CM's address");
-    let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_address = proxy.local_addr().unwrap();
-    tokio::spawn(latency_proxy::serve(
-        proxy,
-        cm_address,
-        Duration::from_millis(delay_ms),
-    ));
-    let cm: http::Uri = format!(
-        "http://{proxy_address}{}",
-        cm.path_and_query().map_or("/", |p| p.as_str())
-    )
-    .parse()
-    .unwrap();
+    let cm = perf::latency_proxy::distant(&cm, Duration::from_millis(delay_ms)).await;
 
     let anonymous = || Credentials::anonymous("anon.localhost");
     let alice = || Credentials::account("alice@localhost", "secret-alice").unwrap();

@@ -4,7 +4,7 @@
 //! An app serves a ~100 KiB HTML page in 8 KiB chunks with `</head>` about
 //! 2 KiB in, over real HTTP/1.1 on loopback, twice: bare, and behind the
 //! layer injecting an anonymous session into it. The layer's BOSH transport
-//! reaches the CM through the latency proxy of `perf/examples/latency_proxy.rs`
+//! reaches the CM through the latency proxy of `perf::latency_proxy`
 //! (run in this process) adding `--delay-ms` (default 10) each way. A hyper
 //! client on one keep-alive connection per server sends `-n` (default 50)
 //! requests to each, alternating, after 3 warm-ups each, and records the
@@ -36,10 +36,6 @@ use tokio::net::{TcpListener, TcpStream};
 mod support;
 use support::Chunks;
 use tower::{Layer, Service, service_fn};
-
-#[allow(dead_code)] // its `main` is the proxy's own; `serve` is used here
-#[path = "latency_proxy.rs"]
-mod latency_proxy;
 
 const PAGE_LEN: usize = 100 << 10;
 const CHUNK: usize = 8 << 10;
@@ -238,27 +234,8 @@ async fn main() {
         }
     }
     let cm: http::Uri = bosh_url.parse().expect("--bosh-url: a URL");
-    let cm_address =
-        tokio::net::lookup_host(cm.authority().expect("--bosh-url: host:port").as_str())
-            .await
-            .expect("--bosh-url: the CM's address")
-            .next()
-            .expect("--bosh-url: the CM's address");
-
     // The CM, `delay_ms` away each way.
-    let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_address = proxy.local_addr().unwrap();
-    tokio::spawn(latency_proxy::serve(
-        proxy,
-        cm_address,
-        Duration::from_millis(delay_ms),
-    ));
-    let distant_cm: http::Uri = format!(
-        "http://{proxy_address}{}",
-        cm.path_and_query().map_or("/", |p| p.as_str())
-    )
-    .parse()
-    .unwrap();
+    let distant_cm = perf::latency_proxy::distant(&cm, Duration::from_millis(delay_ms)).await;
 
     let page = page();
     let chunks: Arc<[Bytes]> = page

@@ -3,7 +3,7 @@
 //! and what it wastes.
 //!
 //! **Latency.** The CM (a real Prosody) sits behind the latency proxy of
-//! `perf/examples/latency_proxy.rs` (run in this process) adding
+//! `perf::latency_proxy` (run in this process) adding
 //! `--delay-ms` (default 10) each way. For ANONYMOUS and for SCRAM (alice),
 //! two servers over real HTTP/1.1 on loopback: the layer without a pool and
 //! with `pool(--pool)` (default 16), each answering `GET /prebind` and
@@ -33,14 +33,9 @@ use bosh_prebind::{Credentials, PoolHandle, PoolStats, PrebindLayer};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
 
 use perf::{Client, app, ms, page, quantile, spawn_server};
-
-#[allow(dead_code)] // its `main` is the proxy's own; `serve` is used here
-#[path = "latency_proxy.rs"]
-mod latency_proxy;
 
 const WARM_UP: usize = 5;
 
@@ -200,25 +195,7 @@ async fn main() {
         }
     }
     let cm: http::Uri = bosh_url.parse().expect("--bosh-url: a URL");
-    let cm_address =
-        tokio::net::lookup_host(cm.authority().expect("--bosh-url: host:port").as_str())
-            .await
-            .expect("--bosh-url: the CM's address")
-            .next()
-            .expect("--bosh-url: the CM's address");
-    let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_address = proxy.local_addr().unwrap();
-    tokio::spawn(latency_proxy::serve(
-        proxy,
-        cm_address,
-        Duration::from_millis(delay_ms),
-    ));
-    settings.cm = format!(
-        "http://{proxy_address}{}",
-        cm.path_and_query().map_or("/", |p| p.as_str())
-    )
-    .parse()
-    .unwrap();
+    settings.cm = perf::latency_proxy::distant(&cm, Duration::from_millis(delay_ms)).await;
     println!(
         "CM {bosh_url} behind a proxy adding {delay_ms} ms each way ({} ms RTT); pool({})",
         2 * delay_ms,

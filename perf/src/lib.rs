@@ -19,6 +19,8 @@
 //! (`pool_latency`, `login_latency`) is below: the page, the app, a server
 //! on a loopback port and a keep-alive client.
 
+pub mod latency_proxy;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 
+use bosh_prebind::bosh::{BoshResponse, IqType};
 use bosh_prebind::{Credentials, PrebindLayer};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri, header};
@@ -101,4 +102,47 @@ pub(crate) async fn injected_session_json(url: &Uri) -> String {
         "{page}"
     );
     page[start..start + page[start..].find("</script>").unwrap()].to_owned()
+}
+
+/// alice on the test servers (Prosody 0.12 and 13, ejabberd).
+pub(crate) fn alice() -> Credentials {
+    Credentials::account("alice@localhost", "secret-alice").unwrap()
+}
+
+/// A browser's first request after attaching: the given sid and rid, an
+/// XEP-0199 ping to `domain` as its payload.
+pub(crate) fn ping_body(sid: &str, rid: u64, domain: &str) -> String {
+    format!(
+        "<body xmlns='http://jabber.org/protocol/httpbind' rid='{rid}' sid='{sid}'>\
+         <iq xmlns='jabber:client' type='get' id='ping_attach' to='{domain}'>\
+         <ping xmlns='urn:xmpp:ping'/></iq></body>"
+    )
+}
+
+/// Attaches like a browser would, directly to the CM at `url`: a fresh
+/// client (nothing shared with the layer's pooled connections), the given
+/// sid and rid, a ping as the first payload.
+pub(crate) async fn attach_and_ping(url: &Uri, sid: &str, rid: u64, domain: &str) -> BoshResponse {
+    let request = Request::post(url.clone())
+        .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
+        .body(Full::new(Bytes::from(ping_body(sid, rid, domain))))
+        .unwrap();
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        test_transport().oneshot(request),
+    )
+    .await
+    .expect("the CM answers the attach within 10 s")
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    BoshResponse::parse(&bytes).unwrap()
+}
+
+/// The answer carries the result of [`ping_body`]'s ping.
+pub(crate) fn ping_answered(response: &BoshResponse) -> bool {
+    response
+        .iqs
+        .iter()
+        .any(|iq| iq.id.as_deref() == Some("ping_attach") && iq.kind == IqType::Result)
 }
